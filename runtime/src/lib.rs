@@ -1,0 +1,18 @@
+//! The shared stage runtime. A stage is a [`Processor`] (its logic) plus a few dozen lines
+//! of `main`; this crate owns configuration, the Kafka consumer and producer, the offset
+//! protocol ([`runner`]), dead letters, graceful shutdown, the HTTP endpoints and metrics.
+
+pub mod app;
+pub mod config;
+pub mod http;
+pub mod kafka;
+pub mod processor;
+pub mod runner;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::ConfigError;
+pub use processor::{
+    Input, Origin, OutputRecord, Outputs, Processor, ProcessorError, Rejection, TopicPartition,
+};
+pub use runner::{RuntimeError, StageSpec, run_stage};

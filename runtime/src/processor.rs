@@ -1,0 +1,244 @@
+//! The contract between the runtime and a stage's logic.
+//!
+//! A stage is a [`Processor`]: plain synchronous logic that turns one input record into
+//! zero or more output records, or rejects it. The runtime owns everything around it —
+//! Kafka, batching, delivery, offsets, dead letters, shutdown — so a processor can be driven
+//! by a unit test without a broker.
+//!
+//! Offset protocol: after each batch the runtime waits until every output record is
+//! acknowledged, then stores, for every input partition, the lowest offset whose effect is
+//! not yet durable: `min(next offset to read, Processor::held_from(partition))`. A stage
+//! that holds records in memory (aggregate's open windows, sink's open files) reports the
+//! oldest one it holds through `held_from`, so a crash replays it instead of losing it.
+
+use std::future::Future;
+use std::time::SystemTime;
+
+pub use rdkafka::message::BorrowedHeaders;
+
+/// Where a record came from: the coordinates stamped on every produced record's headers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Origin {
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: i32,
+    /// Input offset.
+    pub offset: i64,
+}
+
+/// A topic partition, as processors see it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+}
+
+/// One input record.
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    /// Topic it was read from.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Kafka key.
+    pub key: Option<&'a [u8]>,
+    /// Kafka value (None for a tombstone).
+    pub payload: Option<&'a [u8]>,
+    /// Kafka headers.
+    pub headers: Option<&'a BorrowedHeaders>,
+    /// Kafka timestamp in milliseconds, when the broker gave one.
+    pub timestamp_millis: Option<i64>,
+}
+
+impl std::fmt::Debug for Input<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Input")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Input<'a> {
+    /// A record with only a payload, for tests and in-process callers.
+    pub fn from_payload(topic: &'a str, partition: i32, offset: i64, payload: &'a [u8]) -> Self {
+        Input {
+            topic,
+            partition,
+            offset,
+            key: None,
+            payload: Some(payload),
+            headers: None,
+            timestamp_millis: None,
+        }
+    }
+
+    /// The value of the first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        use rdkafka::message::Headers;
+        let headers = self.headers?;
+        headers.iter().find(|h| h.key == name).and_then(|h| h.value)
+    }
+
+    /// This record's coordinates.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            topic: self.topic.to_owned(),
+            partition: self.partition,
+            offset: self.offset,
+        }
+    }
+}
+
+/// A record to produce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputRecord {
+    /// Destination topic.
+    pub topic: String,
+    /// Kafka key: decides the partition, so make it deterministic.
+    pub key: Option<Vec<u8>>,
+    /// Kafka value.
+    pub payload: Vec<u8>,
+    /// Origin coordinates written to headers (`flowlake.origin.*`).
+    pub origin: Option<Origin>,
+}
+
+/// Output records collected for one batch.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    records: Vec<OutputRecord>,
+    current: Option<Origin>,
+}
+
+impl Outputs {
+    /// Produce `payload` to `topic`; stamped with the origin of the input being processed.
+    pub fn send(&mut self, topic: &str, key: Option<Vec<u8>>, payload: Vec<u8>) {
+        let origin = self.current.clone();
+        self.records.push(OutputRecord {
+            topic: topic.to_owned(),
+            key,
+            payload,
+            origin,
+        });
+    }
+
+    /// Produce with explicit origin coordinates (records not derived from one input, such as
+    /// a closed window).
+    pub fn send_with_origin(
+        &mut self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        payload: Vec<u8>,
+        origin: Option<Origin>,
+    ) {
+        self.records.push(OutputRecord {
+            topic: topic.to_owned(),
+            key,
+            payload,
+            origin,
+        });
+    }
+
+    /// Records collected so far.
+    pub fn records(&self) -> &[OutputRecord] {
+        &self.records
+    }
+
+    /// Takes the collected records.
+    pub fn take(&mut self) -> Vec<OutputRecord> {
+        std::mem::take(&mut self.records)
+    }
+
+    /// Number of collected records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when nothing was collected.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Sets the origin that [`Outputs::send`] stamps (the runtime calls this per input).
+    pub fn set_current_origin(&mut self, origin: Option<Origin>) {
+        self.current = origin;
+    }
+}
+
+/// Why an input record was rejected: it goes to the dead-letter topic unchanged with these
+/// as headers. A rejection is data, not a stage error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// Short, stable error class (a metric label): e.g. `not_json`, `missing_field`.
+    pub class: &'static str,
+    /// Human-readable reason naming the field and the problem.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection of `class` with `message`.
+    pub fn new(class: &'static str, message: impl Into<String>) -> Self {
+        Rejection {
+            class,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.class, self.message)
+    }
+}
+
+/// A failure that stops the stage (not a bad record).
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    /// Worth retrying: the same call may succeed later (object store down, timeout).
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// Retrying cannot help (misconfiguration, permission denied, a bug).
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+/// A stage's logic. Only `process` is required; the hooks default to nothing.
+pub trait Processor: Send {
+    /// Handles one input record, pushing outputs into `out`, or rejects it.
+    fn process(&mut self, input: &Input<'_>, out: &mut Outputs) -> Result<(), Rejection>;
+
+    /// Emits what is due at `now` (closed windows, rolled files). Called after every batch
+    /// and on the runtime's tick, also when no input arrives.
+    fn flush_due(
+        &mut self,
+        _now: SystemTime,
+        _out: &mut Outputs,
+    ) -> impl Future<Output = Result<(), ProcessorError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Called once on graceful shutdown, before the final commit: emit whatever can be
+    /// emitted without breaking the stage's guarantees (sink: write open files).
+    fn on_shutdown(
+        &mut self,
+        _out: &mut Outputs,
+    ) -> impl Future<Output = Result<(), ProcessorError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// The lowest offset of `partition` whose effect is still held in memory and not yet
+    /// durable; None when nothing is held.
+    fn held_from(&self, _partition: &TopicPartition) -> Option<i64> {
+        None
+    }
+
+    /// Partitions were taken away: drop their in-memory state (the next owner replays
+    /// from the committed offset).
+    fn on_revoked(&mut self, _partitions: &[TopicPartition]) {}
+}
