@@ -344,6 +344,77 @@ pub fn validate_topic(field: &str, topic: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Default dead-letter topic of every stage.
+pub const DEFAULT_DLQ_TOPIC: &str = "flows.dlq";
+
+/// `[topics]` of a stage that reads one topic and writes one.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicSettings {
+    /// Topic to read.
+    pub input: Option<String>,
+    /// Topic to write.
+    pub output: Option<String>,
+    /// Dead-letter topic (default `flows.dlq`).
+    pub dlq: Option<String>,
+}
+
+/// Topic flags of a stage that reads one topic and writes one; they override `[topics]`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct TopicArgs {
+    /// Topic to read (default depends on the stage).
+    #[arg(long, env = "FLOWLAKE_INPUT_TOPIC")]
+    pub input_topic: Option<String>,
+    /// Topic to write (default depends on the stage).
+    #[arg(long, env = "FLOWLAKE_OUTPUT_TOPIC")]
+    pub output_topic: Option<String>,
+    /// Dead-letter topic.
+    #[arg(long, env = "FLOWLAKE_DLQ_TOPIC")]
+    pub dlq_topic: Option<String>,
+}
+
+/// Resolved, validated topic names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topics {
+    /// Topic to read.
+    pub input: String,
+    /// Topic to write.
+    pub output: String,
+    /// Dead-letter topic.
+    pub dlq: String,
+}
+
+impl TopicSettings {
+    /// Applies flags, fills the stage's defaults and validates the names.
+    pub fn resolve(
+        &self,
+        args: &TopicArgs,
+        default_input: &str,
+        default_output: &str,
+    ) -> Result<Topics, ConfigError> {
+        let pick = |flag: &Option<String>, file: &Option<String>, default: &str| {
+            flag.clone()
+                .or_else(|| file.clone())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let topics = Topics {
+            input: pick(&args.input_topic, &self.input, default_input),
+            output: pick(&args.output_topic, &self.output, default_output),
+            dlq: pick(&args.dlq_topic, &self.dlq, DEFAULT_DLQ_TOPIC),
+        };
+        validate_topic("topics.input", &topics.input)?;
+        validate_topic("topics.output", &topics.output)?;
+        validate_topic("topics.dlq", &topics.dlq)?;
+        if topics.input == topics.output {
+            return Err(ConfigError::invalid(
+                "topics.output",
+                "must differ from topics.input (the stage would read its own output)",
+            ));
+        }
+        Ok(topics)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

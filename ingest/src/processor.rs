@@ -1,0 +1,316 @@
+//! The ingest stage as a runtime [`Processor`]: one raw message in, one Avro `FlowEvent`
+//! out — or a [`Rejection`], which the runtime sends to the dead-letter topic unchanged.
+//!
+//! Output is a pure function of the input message and its Kafka timestamp, so a replay of
+//! a partition re-produces the same records in the same order (the runtime's de-duplication
+//! by origin offset relies on that). In particular the future-time check compares a flow
+//! with the message's Kafka timestamp, not with the wall clock, which is used only for
+//! messages without one. The key keeps all flows of one source in one partition:
+//! `{cluster_id}/{src_ip}`, else `{cluster_id}/{namespace}/{name}` of the source hint,
+//! else `{cluster_id}/-`.
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use flowlake_runtime::{Input, Outputs, Processor, ProcessorError, Rejection};
+use flowlake_schemas::{FlowEvent, Timestamp};
+
+use crate::format::Format;
+use crate::metrics::IngestMetrics;
+use crate::settings::IngestSettings;
+use crate::{DecodeContext, IngestError, decode, reject};
+
+/// Header that pins the format of one message, overriding `ingest.format`.
+pub const FORMAT_HEADER: &str = "flowlake.format";
+
+/// Decodes raw flow messages and produces canonical `FlowEvent`s.
+#[derive(Debug)]
+pub struct IngestProcessor {
+    ctx: DecodeContext,
+    configured_format: Option<Format>,
+    output_topic: String,
+    metrics: IngestMetrics,
+}
+
+impl IngestProcessor {
+    /// A processor producing to `output_topic`. Registers its metric handles with the
+    /// recorder installed now, so install the recorder first.
+    pub fn new(
+        settings: &IngestSettings,
+        output_topic: impl Into<String>,
+    ) -> Result<Self, IngestError> {
+        let ctx = DecodeContext::new(settings)?;
+        Ok(IngestProcessor {
+            configured_format: ctx.format,
+            ctx,
+            output_topic: output_topic.into(),
+            metrics: IngestMetrics::register(),
+        })
+    }
+
+    fn process_payload(
+        &mut self,
+        input: &Input<'_>,
+        out: &mut Outputs,
+    ) -> Result<Format, Rejection> {
+        let Some(payload) = input.payload else {
+            return Err(Rejection::new(
+                reject::EMPTY_MESSAGE,
+                "message has no value (tombstone)",
+            ));
+        };
+        self.ctx.format = pinned_format(input.header(FORMAT_HEADER), self.configured_format)?;
+        self.ctx.now = input
+            .timestamp_millis
+            .filter(|millis| *millis > 0)
+            .map_or_else(Timestamp::now, Timestamp::from_millis);
+        let (format, event) = decode(payload, &self.ctx)?;
+        let bytes = self.ctx.avro_codec().encode(&event).map_err(|e| {
+            tracing::error!(error = %e, "cannot encode a decoded flow event");
+            Rejection::new(reject::ENCODE_FAILED, e.to_string())
+        })?;
+        out.send(&self.output_topic, Some(partition_key(&event)), bytes);
+        Ok(format)
+    }
+}
+
+impl Processor for IngestProcessor {
+    fn process(&mut self, input: &Input<'_>, out: &mut Outputs) -> Result<(), Rejection> {
+        match self.process_payload(input, out) {
+            Ok(format) => {
+                self.metrics.record(format);
+                Ok(())
+            }
+            Err(rejection) => {
+                self.metrics.rejected(rejection.class);
+                Err(rejection)
+            }
+        }
+    }
+
+    fn flush_due(
+        &mut self,
+        _now: SystemTime,
+        _out: &mut Outputs,
+    ) -> impl Future<Output = Result<(), ProcessorError>> + Send {
+        self.metrics.flush();
+        async { Ok(()) }
+    }
+
+    fn on_shutdown(
+        &mut self,
+        _out: &mut Outputs,
+    ) -> impl Future<Output = Result<(), ProcessorError>> + Send {
+        self.metrics.flush();
+        async { Ok(()) }
+    }
+}
+
+/// The format a message is pinned to: its `flowlake.format` header, else the configured one.
+fn pinned_format(
+    header: Option<&[u8]>,
+    configured: Option<Format>,
+) -> Result<Option<Format>, Rejection> {
+    let Some(value) = header else {
+        return Ok(configured);
+    };
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(Format::from_name)
+        .map(Some)
+        .ok_or_else(|| {
+            Rejection::new(
+                reject::UNKNOWN_FORMAT,
+                format!(
+                    "header {FORMAT_HEADER} = {:?} names no known format ({})",
+                    String::from_utf8_lossy(value),
+                    Format::known_names()
+                ),
+            )
+        })
+}
+
+/// `{cluster_id}/{source}`: deterministic, so one source's flows stay in one partition.
+fn partition_key(event: &FlowEvent) -> Vec<u8> {
+    let source = match (&event.src_ip, &event.src_hint) {
+        (Some(ip), _) => ip.to_string(),
+        (None, Some(hint)) if hint.namespace.is_some() || hint.name.is_some() => format!(
+            "{}/{}",
+            hint.namespace.as_deref().unwrap_or("-"),
+            hint.name.as_deref().unwrap_or("-")
+        ),
+        _ => "-".to_owned(),
+    };
+    format!("{}/{source}", event.cluster_id).into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accepted;
+    use crate::metrics::test_recorder::TestRecorder;
+    use flowlake_runtime::processor::BorrowedHeaders;
+    use flowlake_schemas::{AvroCodec, EndpointHint};
+    use rdkafka::message::{Header, OwnedHeaders};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    const DROPPED: &[u8] =
+        include_bytes!("../../tests/fixtures/hubble/cilium_docs_export_dropped.jsonl");
+
+    fn line(n: usize) -> &'static [u8] {
+        DROPPED.split(|&b| b == b'\n').nth(n).unwrap_or_default()
+    }
+
+    fn input<'a>(payload: &'a [u8], headers: Option<&'a BorrowedHeaders>) -> Input<'a> {
+        Input {
+            headers,
+            // 2023-08-21T12:15:00Z, a few minutes after the fixture's flows.
+            timestamp_millis: Some(1_692_620_100_000),
+            ..Input::from_payload("flows.raw", 3, 17, payload)
+        }
+    }
+
+    #[test]
+    fn produces_avro_with_a_source_key() -> TestResult {
+        let recorder = TestRecorder::default();
+        let mut processor = metrics::with_local_recorder(&recorder, || {
+            IngestProcessor::new(&IngestSettings::for_cluster("kind"), "flows.events")
+        })?;
+        let mut out = Outputs::default();
+        accepted(processor.process(&input(line(1), None), &mut out))?;
+        let rejection = processor.process(&input(b"not json", None), &mut out).err();
+        assert_eq!(rejection.map(|r| r.class), Some(reject::NOT_JSON));
+
+        let records = out.take();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].topic, "flows.events");
+        assert_eq!(records[0].key.as_deref(), Some(&b"kind/10.244.1.60"[..]));
+        let event = AvroCodec::<FlowEvent>::new()?.decode(&records[0].payload)?;
+        assert_eq!(event.src_port, Some(44_916));
+        assert_eq!(event.drop_reason.as_deref(), Some("POLICY_DENIED"));
+
+        // Counted per batch: nothing reaches the counters before the flush.
+        let hubble = r#"flowlake_ingest_records_total{format="hubble"}"#;
+        let not_json = r#"flowlake_ingest_rejected_records_total{class="not_json"}"#;
+        assert_eq!(recorder.counter(hubble), Some(0));
+        block_on(processor.flush_due(SystemTime::now(), &mut out))?;
+        assert_eq!(recorder.counter(hubble), Some(1));
+        assert_eq!(recorder.counter(not_json), Some(1));
+        Ok(())
+    }
+
+    #[test]
+    fn the_header_pins_the_format() -> TestResult {
+        let mut processor = IngestProcessor::new(&IngestSettings::for_cluster("kind"), "out")?;
+        let mut out = Outputs::default();
+        let as_avro = OwnedHeaders::new().insert(Header {
+            key: FORMAT_HEADER,
+            value: Some("canonical-avro"),
+        });
+        let err = processor
+            .process(&input(line(1), Some(as_avro.as_borrowed())), &mut out)
+            .err();
+        assert_eq!(err.map(|r| r.class), Some(reject::MALFORMED_AVRO));
+
+        let bogus = OwnedHeaders::new().insert(Header {
+            key: FORMAT_HEADER,
+            value: Some("calico"),
+        });
+        let err = processor
+            .process(&input(line(1), Some(bogus.as_borrowed())), &mut out)
+            .err();
+        assert_eq!(
+            err.map(|r| (r.class, r.message)),
+            Some((
+                reject::UNKNOWN_FORMAT,
+                "header flowlake.format = \"calico\" names no known format (hubble, \
+                 canonical-json, canonical-avro)"
+                    .to_owned()
+            ))
+        );
+
+        let as_hubble = OwnedHeaders::new().insert(Header {
+            key: FORMAT_HEADER,
+            value: Some("hubble"),
+        });
+        accepted(processor.process(&input(line(0), Some(as_hubble.as_borrowed())), &mut out))?;
+        assert_eq!(out.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn settings_pin_unless_a_header_says_otherwise() {
+        assert_eq!(pinned_format(None, None), Ok(None));
+        assert_eq!(
+            pinned_format(None, Some(Format::Hubble)),
+            Ok(Some(Format::Hubble))
+        );
+        assert_eq!(
+            pinned_format(Some(b"canonical-json"), Some(Format::Hubble)),
+            Ok(Some(Format::CanonicalJson))
+        );
+        assert_eq!(
+            pinned_format(Some(&[0xff]), None).map_err(|r| r.class),
+            Err(reject::UNKNOWN_FORMAT)
+        );
+    }
+
+    #[test]
+    fn future_time_is_judged_against_the_kafka_timestamp() -> TestResult {
+        let mut processor = IngestProcessor::new(&IngestSettings::for_cluster("kind"), "out")?;
+        let mut out = Outputs::default();
+        let early = Input {
+            // 2023-08-21T12:00:00Z: the flow (12:12:18) is 12 minutes later.
+            timestamp_millis: Some(1_692_619_200_000),
+            ..input(line(1), None)
+        };
+        let err = processor.process(&early, &mut out).err();
+        assert_eq!(err.map(|r| r.class), Some(reject::FUTURE_TIME));
+        let tombstone = Input {
+            payload: None,
+            ..input(line(1), None)
+        };
+        let err = processor.process(&tombstone, &mut out).err();
+        assert_eq!(err.map(|r| r.class), Some(reject::EMPTY_MESSAGE));
+        Ok(())
+    }
+
+    #[test]
+    fn keys_fall_back_to_the_source_hint() {
+        let event = |src_ip: Option<&str>, hint: Option<EndpointHint>| FlowEvent {
+            cluster_id: "c".to_owned(),
+            src_ip: src_ip.and_then(|ip| ip.parse().ok()),
+            src_hint: hint,
+            ..FlowEvent::default()
+        };
+        let pod = EndpointHint {
+            namespace: Some("shop".to_owned()),
+            name: Some("web-1".to_owned()),
+            ..EndpointHint::default()
+        };
+        assert_eq!(
+            partition_key(&event(Some("fd00::1"), Some(pod.clone()))),
+            b"c/fd00::1"
+        );
+        assert_eq!(partition_key(&event(None, Some(pod))), b"c/shop/web-1");
+        assert_eq!(
+            partition_key(&event(None, Some(EndpointHint::default()))),
+            b"c/-"
+        );
+        assert_eq!(partition_key(&event(None, None)), b"c/-");
+    }
+
+    /// Polls a future that never waits (the processor's hooks are synchronous).
+    fn block_on<F: Future>(future: F) -> F::Output {
+        use std::pin::pin;
+        use std::task::{Context, Poll, Waker};
+        let mut future = pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+        }
+    }
+}
