@@ -1,0 +1,358 @@
+//! The enrich stage as a runtime [`Processor`]: `flows.events` (Avro `FlowEvent`) in,
+//! `flows.enriched` (Avro `EnrichedFlow`) out.
+//!
+//! One output per input, keyed like its input so an event's partition (and with it the
+//! order of a source's events) stays the same from topic to topic. A record that is not a
+//! `FlowEvent` is rejected (`malformed_avro`) and goes to the dead-letter topic with the
+//! decoder's reason; it never stops the stage. Nothing is held between records, so the
+//! runtime may commit up to the last record read once its outputs are acknowledged.
+
+use std::future::Future;
+use std::time::SystemTime;
+
+use flowlake_runtime::{Input, Outputs, Processor, ProcessorError, Rejection};
+use flowlake_schemas::{AvroCodec, CodecError, EnrichedFlow, FlowEvent};
+
+use crate::enricher::Enricher;
+use crate::metrics::{EndpointCounters, EndpointTally, FlowSide, record_identity_entries};
+
+/// Rejection class of an input that does not decode as a `FlowEvent`.
+pub const MALFORMED_AVRO: &str = "malformed_avro";
+/// Rejection class of an input without a value (a tombstone).
+pub const MISSING_PAYLOAD: &str = "missing_payload";
+/// Rejection class of an enriched record that could not be encoded (the schema and the
+/// struct disagree: a defect, but the record is kept in the dead-letter topic).
+pub const ENCODE_FAILED: &str = "encode_failed";
+
+/// Room for the endpoints an enriched record adds to its event, so encoding rarely grows
+/// the buffer.
+const ENRICHED_EXTRA_BYTES: usize = 512;
+
+/// Decodes, enriches and re-encodes flow events.
+pub struct EnrichProcessor {
+    enricher: Enricher,
+    events: AvroCodec<FlowEvent>,
+    enriched: AvroCodec<EnrichedFlow>,
+    output_topic: String,
+    tally: EndpointTally,
+    counters: EndpointCounters,
+}
+
+impl std::fmt::Debug for EnrichProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrichProcessor")
+            .field("output_topic", &self.output_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnrichProcessor {
+    /// A processor that writes to `output_topic`. Registers the endpoint counters with the
+    /// recorder installed now and sets the identity-entry gauges from the enricher's table.
+    pub fn new(enricher: Enricher, output_topic: impl Into<String>) -> Result<Self, CodecError> {
+        record_identity_entries(enricher.table().stats());
+        Ok(EnrichProcessor {
+            enricher,
+            events: AvroCodec::new()?,
+            enriched: AvroCodec::new()?,
+            output_topic: output_topic.into(),
+            tally: EndpointTally::default(),
+            counters: EndpointCounters::register(),
+        })
+    }
+
+    /// The enricher (and through it the identity table) in use.
+    pub fn enricher(&self) -> &Enricher {
+        &self.enricher
+    }
+
+    /// Endpoints counted since the last flush to the metrics.
+    pub fn pending_tally(&self) -> &EndpointTally {
+        &self.tally
+    }
+
+    fn flush_tally(&mut self) {
+        self.counters.add(&mut self.tally);
+    }
+}
+
+impl Processor for EnrichProcessor {
+    fn process(&mut self, input: &Input<'_>, out: &mut Outputs) -> Result<(), Rejection> {
+        let Some(payload) = input.payload else {
+            return Err(Rejection::new(
+                MISSING_PAYLOAD,
+                "record has no value (tombstone); expected an Avro FlowEvent",
+            ));
+        };
+        let event = self
+            .events
+            .decode(payload)
+            .map_err(|e| Rejection::new(MALFORMED_AVRO, e.to_string()))?;
+        let enriched = self.enricher.enrich(event);
+        let mut bytes = Vec::with_capacity(payload.len() + ENRICHED_EXTRA_BYTES);
+        self.enriched
+            .encode_into(&enriched, &mut bytes)
+            .map_err(|e| Rejection::new(ENCODE_FAILED, e.to_string()))?;
+        self.tally.record(FlowSide::Src, enriched.src.status);
+        self.tally.record(FlowSide::Dst, enriched.dst.status);
+        out.send(&self.output_topic, input.key.map(<[u8]>::to_vec), bytes);
+        Ok(())
+    }
+
+    fn flush_due(
+        &mut self,
+        _now: SystemTime,
+        _out: &mut Outputs,
+    ) -> impl Future<Output = Result<(), ProcessorError>> + Send {
+        // Called after every batch: the batch's counts go to the counters in one step.
+        self.flush_tally();
+        std::future::ready(Ok(()))
+    }
+
+    fn on_shutdown(
+        &mut self,
+        _out: &mut Outputs,
+    ) -> impl Future<Output = Result<(), ProcessorError>> + Send {
+        self.flush_tally();
+        std::future::ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Waker};
+
+    use flowlake_schemas::{EndpointKind, EnrichmentStatus};
+    use metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    use super::*;
+    use crate::test_support::table;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    const SNAPSHOT: &str = r#"{"kind": "List", "items": [
+        {"kind": "Pod", "metadata": {"name": "web-0", "namespace": "shop",
+         "ownerReferences": [{"kind": "StatefulSet", "name": "web", "controller": true}]},
+         "status": {"podIP": "10.1.0.5"}}]}"#;
+
+    /// Counters and gauges by `name{label=value,…}`, labels in registration order.
+    #[derive(Default)]
+    struct TestRecorder {
+        counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
+        gauges: Mutex<HashMap<String, Arc<AtomicU64>>>,
+    }
+
+    fn series(key: &Key) -> String {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        format!("{}{{{}}}", key.name(), labels.join(","))
+    }
+
+    impl TestRecorder {
+        fn value(&self, series: &str) -> u64 {
+            let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+            counters
+                .get(series)
+                .map_or(0, |c| c.load(Ordering::Relaxed))
+        }
+
+        fn gauge(&self, series: &str) -> Option<f64> {
+            let gauges = self.gauges.lock().unwrap_or_else(|e| e.into_inner());
+            // An `AtomicU64` gauge holds the f64's bits.
+            gauges
+                .get(series)
+                .map(|g| f64::from_bits(g.load(Ordering::Relaxed)))
+        }
+    }
+
+    impl Recorder for TestRecorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+            Counter::from_arc(Arc::clone(counters.entry(series(key)).or_default()))
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            let mut gauges = self.gauges.lock().unwrap_or_else(|e| e.into_inner());
+            Gauge::from_arc(Arc::clone(gauges.entry(series(key)).or_default()))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    fn processor() -> Result<EnrichProcessor, Box<dyn std::error::Error>> {
+        let enricher = Enricher::new(Arc::new(table("prod", SNAPSHOT)?));
+        Ok(EnrichProcessor::new(enricher, "flows.enriched")?)
+    }
+
+    fn event(src: &str, dst: &str) -> Result<FlowEvent, Box<dyn std::error::Error>> {
+        Ok(FlowEvent {
+            event_id: "e1".into(),
+            cluster_id: "prod".into(),
+            source_format: "hubble".into(),
+            src_ip: Some(src.parse()?),
+            dst_ip: Some(dst.parse()?),
+            ..FlowEvent::default()
+        })
+    }
+
+    /// Runs a future that completes without waiting (the hooks here do).
+    fn complete<T>(future: impl Future<Output = T>) -> Option<T> {
+        match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(value) => Some(value),
+            Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn enriches_and_keeps_the_key() -> TestResult {
+        let mut processor = processor()?;
+        let input_event = event("10.1.0.5", "8.8.8.8")?;
+        let payload = AvroCodec::<FlowEvent>::new()?.encode(&input_event)?;
+        let mut input = Input::from_payload("flows.events", 3, 42, &payload);
+        input.key = Some(b"flow-key");
+        let mut out = Outputs::default();
+        out.set_current_origin(Some(input.origin()));
+
+        processor
+            .process(&input, &mut out)
+            .map_err(|r| r.to_string())?;
+
+        let records = out.take();
+        assert_eq!(records.len(), 1);
+        let record = &records[0];
+        assert_eq!(record.topic, "flows.enriched");
+        assert_eq!(record.key.as_deref(), Some(&b"flow-key"[..]));
+        assert_eq!(record.origin, Some(input.origin()));
+        let enriched = AvroCodec::<EnrichedFlow>::new()?.decode(&record.payload)?;
+        assert_eq!(enriched.flow, input_event);
+        assert_eq!(enriched.src.kind, EndpointKind::Pod);
+        assert_eq!(enriched.src.workload_kind.as_deref(), Some("StatefulSet"));
+        assert_eq!(enriched.src.status, EnrichmentStatus::Hit);
+        assert_eq!(enriched.dst.kind, EndpointKind::ExternalPublic);
+        assert_eq!(enriched.dst.status, EnrichmentStatus::Miss);
+
+        // No key in, no key out.
+        let unkeyed = Input::from_payload("flows.events", 3, 43, &payload);
+        processor
+            .process(&unkeyed, &mut out)
+            .map_err(|r| r.to_string())?;
+        assert_eq!(out.take()[0].key, None);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_records_are_rejected_with_their_reason() -> TestResult {
+        let mut processor = processor()?;
+        let mut out = Outputs::default();
+
+        let garbage = Input::from_payload("flows.events", 0, 7, b"{\"not\": \"avro\"}");
+        let rejection = processor
+            .process(&garbage, &mut out)
+            .err()
+            .ok_or("garbage accepted")?;
+        assert_eq!(rejection.class, MALFORMED_AVRO);
+        assert_eq!(
+            rejection.message,
+            "not Avro: first byte 0x7b is neither single-object encoding (C3 01) nor Confluent framing (00)"
+        );
+
+        // Valid framing, truncated datum.
+        let payload = AvroCodec::<FlowEvent>::new()?.encode(&event("10.1.0.5", "8.8.8.8")?)?;
+        let truncated = Input::from_payload("flows.events", 0, 8, &payload[..payload.len() - 3]);
+        let rejection = processor
+            .process(&truncated, &mut out)
+            .err()
+            .ok_or("truncated accepted")?;
+        assert_eq!(rejection.class, MALFORMED_AVRO);
+        assert!(
+            rejection
+                .message
+                .starts_with("malformed flowlake.FlowEvent datum"),
+            "{}",
+            rejection.message
+        );
+
+        let mut tombstone = Input::from_payload("flows.events", 0, 9, b"");
+        tombstone.payload = None;
+        let rejection = processor
+            .process(&tombstone, &mut out)
+            .err()
+            .ok_or("tombstone accepted")?;
+        assert_eq!(rejection.class, MISSING_PAYLOAD);
+
+        assert!(out.is_empty());
+        assert!(
+            processor.pending_tally().is_empty(),
+            "rejected records are not counted as endpoints"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn endpoint_counts_reach_the_counters_once_per_batch() -> TestResult {
+        let recorder = TestRecorder::default();
+        let mut processor = metrics::with_local_recorder(&recorder, processor)?;
+        let codec = AvroCodec::<FlowEvent>::new()?;
+        let mut out = Outputs::default();
+        for (src, dst) in [
+            ("10.1.0.5", "8.8.8.8"),
+            ("10.1.0.5", "10.9.9.9"),
+            ("10.2.2.2", "10.1.0.5"),
+        ] {
+            let payload = codec.encode(&event(src, dst)?)?;
+            let input = Input::from_payload("flows.events", 0, 0, &payload);
+            processor
+                .process(&input, &mut out)
+                .map_err(|r| r.to_string())?;
+        }
+        let src_hit = "flowlake_enrich_endpoints_total{side=src,status=hit}";
+        let src_miss = "flowlake_enrich_endpoints_total{side=src,status=miss}";
+        let dst_hit = "flowlake_enrich_endpoints_total{side=dst,status=hit}";
+        let dst_miss = "flowlake_enrich_endpoints_total{side=dst,status=miss}";
+        // Nothing reaches the counters before the batch ends...
+        assert_eq!(recorder.value(src_hit), 0);
+
+        let flushed = complete(processor.flush_due(SystemTime::now(), &mut out))
+            .ok_or("flush_due pending")?;
+        assert!(flushed.is_ok());
+        assert_eq!(recorder.value(src_hit), 2);
+        assert_eq!(recorder.value(src_miss), 1);
+        assert_eq!(recorder.value(dst_hit), 1);
+        assert_eq!(recorder.value(dst_miss), 2);
+        assert_eq!(
+            recorder.value("flowlake_enrich_endpoints_total{side=dst,status=hint}"),
+            0
+        );
+        // ...and a second flush adds nothing twice.
+        let flushed = complete(processor.flush_due(SystemTime::now(), &mut out))
+            .ok_or("flush_due pending")?;
+        assert!(flushed.is_ok());
+        assert_eq!(recorder.value(src_hit), 2);
+        // The table's size is published when the processor is built.
+        let entries = "flowlake_enrich_identity_entries";
+        assert_eq!(recorder.gauge(&format!("{entries}{{kind=pod}}")), Some(1.0));
+        assert_eq!(
+            recorder.gauge(&format!("{entries}{{kind=service}}")),
+            Some(0.0)
+        );
+        // All eight series exist from the start, so dashboards see zeros, not gaps.
+        let registered = recorder
+            .counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        assert_eq!(registered, 8);
+        Ok(())
+    }
+}
