@@ -52,14 +52,15 @@ fn load(args: &Args) -> Result<(ProcessSettings, Topics, EnrichSettings), Config
         .resolve(&args.topics, "flows.events", "flows.enriched")?;
     let mut settings = file.enrich;
     settings.snapshots.extend(args.snapshots.iter().cloned());
-    settings.validate()?;
     let process = ProcessSettings {
         kafka: file.kafka,
         http: file.http,
         log: file.log,
         runtime: file.runtime,
     };
+    // Shared sections first: with nothing configured, the brokers are the first thing to set.
     process.validate()?;
+    settings.validate()?;
     Ok((process, topics, settings))
 }
 

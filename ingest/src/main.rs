@@ -59,14 +59,15 @@ fn load(args: &Args) -> Result<(ProcessSettings, Topics, IngestSettings), Config
     if let Some(format) = &args.format {
         settings.format = Some(format.clone());
     }
-    settings.validate()?;
     let process = ProcessSettings {
         kafka: file.kafka,
         http: file.http,
         log: file.log,
         runtime: file.runtime,
     };
+    // Shared sections first: with nothing configured, the brokers are the first thing to set.
     process.validate()?;
+    settings.validate()?;
     Ok((process, topics, settings))
 }
 
