@@ -179,6 +179,8 @@ pub struct Rejection {
     pub class: &'static str,
     /// Human-readable reason naming the field and the problem.
     pub message: String,
+    /// The input format the record was read as, when known (`flowlake.format` header).
+    pub format: Option<&'static str>,
 }
 
 impl Rejection {
@@ -187,7 +189,14 @@ impl Rejection {
         Rejection {
             class,
             message: message.into(),
+            format: None,
         }
+    }
+
+    /// The same rejection, noting the format the record was read as.
+    pub fn with_format(mut self, format: &'static str) -> Self {
+        self.format = Some(format);
+        self
     }
 }
 

@@ -52,6 +52,8 @@ pub const DLQ_SOURCE_PARTITION: &str = "flowlake.source.partition";
 pub const DLQ_SOURCE_OFFSET: &str = "flowlake.source.offset";
 /// Dead-letter header: the stage that rejected it.
 pub const DLQ_STAGE: &str = "flowlake.stage";
+/// Dead-letter header: the input format the record was read as, when known.
+pub const DLQ_FORMAT: &str = "flowlake.format";
 
 /// What the runtime needs to know about a stage.
 #[derive(Clone, Debug)]
@@ -220,6 +222,12 @@ fn dead_letter(
             key: DLQ_STAGE,
             value: Some(stage),
         });
+    if let Some(format) = rejection.format {
+        headers = headers.insert(Header {
+            key: DLQ_FORMAT,
+            value: Some(format),
+        });
+    }
     Produce {
         topic: dlq_topic.to_owned(),
         key: message.key().map(<[u8]>::to_vec),
