@@ -129,6 +129,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
 
+    // The recorder must exist before the processors register their metric handles.
+    let metrics = telemetry::init_metrics();
+    flowlake_ingest::metrics::describe();
+    flowlake_enrich::metrics::describe();
+    flowlake_aggregate::metrics::describe();
+    flowlake_sink::metrics::describe();
     let ingest = IngestProcessor::new(&IngestSettings::for_cluster(scenario::CLUSTER_ID), EVENTS)?;
     let enrich_settings = EnrichSettings {
         snapshots: vec![SnapshotSource {
@@ -159,7 +165,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
     )?;
 
-    let metrics = telemetry::init_metrics();
     let names = ["ingest", "enrich", "aggregate", "sink"];
     let readiness: Vec<Readiness> = names.iter().map(|_| Readiness::default()).collect();
     let probes = names

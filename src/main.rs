@@ -1,6 +1,8 @@
 //! `flowlake`: the command line for people — `demo` runs the whole pipeline in one process
-//! with no setup; `generate` writes synthetic raw flows to a real topic.
+//! with no setup; `generate` writes synthetic raw flows to a real topic; `decode` shows what
+//! ingest would make of an agent's output file.
 
+mod decode;
 mod demo;
 mod generate;
 mod lake_summary;
@@ -26,10 +28,18 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Write the synthetic scenario's raw flows (Hubble JSON) to a real Kafka topic.
     Generate(generate::GenerateArgs),
+    /// Show what ingest would make of each record of agent output files: canonical JSON on
+    /// stdout, rejections (FILE:LINE: CLASS: reason) and a summary on stderr.
+    Decode(decode::DecodeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Offline and synchronous: no async runtime, no logging of its own.
+    let command = match cli.command {
+        Command::Decode(args) => return decode::run(&args),
+        command => command,
+    };
     flowlake_runtime::telemetry::init_logging(&flowlake_runtime::config::LogSettings {
         level: "warn".to_owned(),
         ..Default::default()
@@ -45,9 +55,12 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Demo(args) => demo::run(args).await,
             Command::Generate(args) => generate::run(args).await,
+            Command::Decode(args) => Err(anyhow::anyhow!(
+                "decode runs without the async runtime: {args:?}"
+            )),
         }
     });
     match result {

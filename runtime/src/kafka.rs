@@ -65,6 +65,25 @@ fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
 }
 
 impl ClientContext for StageContext {
+    /// librdkafka's statistics, every `statistics.interval.ms`: per-partition consumer lag
+    /// (high watermark minus the committed offset), reported without any extra broker call.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                // Partition -1 is librdkafka's internal UA partition; a lag of -1 is unknown.
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                metrics::gauge!(
+                    format!("flowlake_{}_consumer_lag_records", self.stage),
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string()
+                )
+                .set(p.consumer_lag as f64);
+            }
+        }
+    }
+
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -138,6 +157,8 @@ pub fn consumer(
         .set("enable.partition.eof", "false");
     // Defaults a user may override through kafka.properties.
     set_default(&mut config, settings, "auto.offset.reset", "earliest");
+    // Feeds the consumer-lag gauge (StageContext::stats).
+    set_default(&mut config, settings, "statistics.interval.ms", "15000");
     apply_properties(&mut config, &settings.properties);
     tracing::info!(stage, group, brokers = settings.brokers, properties = ?settings.redacted_properties(), "creating consumer");
     config.create_with_context(StageContext::new(stage, readiness))

@@ -114,6 +114,10 @@ impl StageMetrics {
             metrics::Unit::Seconds,
             "Time to process and acknowledge one batch."
         );
+        metrics::describe_gauge!(
+            format!("flowlake_{stage}_consumer_lag_records"),
+            "Records between the committed offset and the end of each input partition."
+        );
         metrics::describe_counter!(
             format!("flowlake_{stage}_consumer_errors_total"),
             "Errors reported by the consumer (retried by librdkafka)."
