@@ -70,7 +70,9 @@ fn flow_columns(rows: &[EnrichedFlow], c: &mut Columns) -> Result<(), ArrowError
     c.int64("connections_live", rows, |r| r.flow.connections_live);
     c.policies("policies_enforced", rows, |r| &r.flow.policies_enforced)?;
     c.policies("policies_pending", rows, |r| &r.flow.policies_pending)?;
-    c.utf8_list("dst_dns_names", false, rows, |r| {
+    // The agent's own DNS names for the destination; `dst_dns_names` (below) is the
+    // resolved endpoint's. Distinct names: one Parquet file must not hold two equal ones.
+    c.utf8_list("dst_hint_dns_names", false, rows, |r| {
         Some(&r.flow.dst_dns_names)
     })?;
     c.opt_utf8("dns_query", rows, |r| {
@@ -204,7 +206,7 @@ mod tests {
             "connections_live",
             "policies_enforced",
             "policies_pending",
-            "dst_dns_names",
+            "dst_hint_dns_names",
             "dns_query",
             "dns_ips",
             "dns_ttl",
@@ -222,6 +224,8 @@ mod tests {
         }
         assert_eq!(names, expected);
         assert_eq!(names.len(), FLOW_COLUMNS);
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "column names must be unique");
         assert_eq!(
             schema
                 .field_with_name("start_time")
@@ -357,7 +361,7 @@ mod tests {
             )
         };
         assert_eq!(
-            strings("dst_dns_names", 0),
+            strings("dst_hint_dns_names", 0),
             Some(vec!["api.stripe.com".to_owned()])
         );
         assert_eq!(
