@@ -1162,8 +1162,8 @@ mod tests {
             (
                 r#"{"colour":"blue","size":3}"#.to_owned(),
                 reject::UNKNOWN_FORMAT,
-                "JSON object matches no known format (hubble, canonical-json, canonical-avro); \
-                 keys: \"colour\", \"size\"",
+                "JSON object matches no known format (hubble, calico-goldmane, calico-enterprise, \
+                 netobserv, canonical-json, canonical-avro); keys: \"colour\", \"size\"",
             ),
             (
                 "hubble says hi".to_owned(),

@@ -94,6 +94,42 @@ impl<'de: 'a, 'a> Deserialize<'de> for ProtoEnum<'a> {
     }
 }
 
+/// A protobuf 64-bit integer in proto3 JSON: a number, or a decimal string (proto3 JSON
+/// writes int64 as a string, Goldmane's protojson does). `null` is the default, 0, as
+/// proto3 JSON requires. Labels that Loki keeps as strings (`"FlowDirection":"1"`) read the
+/// same way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Int(pub i64);
+
+impl<'de> Deserialize<'de> for Int {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IntVisitor;
+        impl Visitor<'_> for IntVisitor {
+            type Value = Int;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer or a decimal string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Int, E> {
+                Ok(Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Int, E> {
+                i64::try_from(v)
+                    .map(Int)
+                    .map_err(|_| E::custom(format!("integer {v} is out of range")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Int, E> {
+                v.parse()
+                    .map(Int)
+                    .map_err(|_| E::custom(format!("{v:?} is not a 64-bit integer")))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Int, E> {
+                Ok(Int(0))
+            }
+        }
+        deserializer.deserialize_any(IntVisitor)
+    }
+}
+
 /// Parses `payload` as one JSON document into `T`, mapping failures to rejections:
 /// syntax errors and truncation → `not_json`; a field of the wrong type → `invalid_field`
 /// naming the field's path. `what` names the format in messages ("hubble flow").
@@ -150,6 +186,32 @@ mod tests {
         assert_eq!(probe.kind, Some(ProtoEnum::Number(2)));
         let probe: Probe<'_> = parse(br#"{"name":"x","inner":{"port":80}}"#, "probe")?;
         assert_eq!(probe.inner.map(|i| i.port), Some(80));
+        Ok(())
+    }
+
+    #[test]
+    fn ints_may_be_strings_or_null() -> Result<(), Rejection> {
+        #[derive(Debug, Deserialize)]
+        struct Ints {
+            a: Int,
+            b: Int,
+            c: Int,
+        }
+        let ints: Ints = parse(br#"{"a":"1764970845","b":-3,"c":null}"#, "ints")?;
+        assert_eq!(
+            (ints.a, ints.b, ints.c),
+            (Int(1_764_970_845), Int(-3), Int(0))
+        );
+        let err = parse::<Ints>(br#"{"a":"12x","b":1,"c":1}"#, "ints").err();
+        assert_eq!(
+            err.map(|r| (r.class, r.message)),
+            Some((
+                reject::INVALID_FIELD,
+                "ints: field `a`: \"12x\" is not a 64-bit integer at line 1 column 10".to_owned()
+            ))
+        );
+        let err = parse::<Ints>(br#"{"a":18446744073709551615,"b":1,"c":1}"#, "ints").err();
+        assert_eq!(err.map(|r| r.class), Some(reject::INVALID_FIELD));
         Ok(())
     }
 

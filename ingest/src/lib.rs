@@ -4,13 +4,18 @@
 //! format), decoding, defaults, validation — shared by the ingest stage
 //! ([`IngestProcessor`]) and by `flowlake decode`, so the CLI shows exactly what the stage
 //! would do. A message either becomes one `FlowEvent` or one [`Rejection`] naming its class
-//! and reason; nothing is dropped silently and no input stops the stage.
+//! and reason; nothing is dropped silently and no input stops the stage. A rejection made
+//! after the format is known (detected or pinned) names that format, which the runtime
+//! writes as the `flowlake.format` DLQ header.
 
+pub mod calico;
 pub mod canonical;
+mod fields;
 pub mod format;
 pub mod hubble;
 mod json;
 pub mod metrics;
+pub mod netobserv;
 pub mod processor;
 pub mod reject;
 pub mod settings;
@@ -104,10 +109,20 @@ pub fn decode(payload: &[u8], ctx: &DecodeContext) -> Result<(Format, FlowEvent)
         Some(format) => format,
         None => format::detect(payload)?,
     };
+    decode_as(format, payload, ctx)
+        .map(|event| (format, event))
+        .map_err(|rejection| rejection.with_format(format.name()))
+}
+
+/// Decodes and validates one message of a known format.
+fn decode_as(format: Format, payload: &[u8], ctx: &DecodeContext) -> Result<FlowEvent, Rejection> {
     let mut event = match format {
         Format::Hubble => hubble::decode(payload, &ctx.default_cluster_id)?,
         Format::CanonicalJson => canonical::decode_json(payload)?,
         Format::CanonicalAvro => canonical::decode_avro(payload, &ctx.avro)?,
+        Format::CalicoGoldmane => calico::goldmane::decode(payload)?,
+        Format::CalicoEnterprise => calico::enterprise::decode(payload)?,
+        Format::NetObserv => netobserv::decode(payload)?,
     };
     if event.cluster_id.is_empty() {
         event.cluster_id.clone_from(&ctx.default_cluster_id);
@@ -116,7 +131,7 @@ pub fn decode(payload: &[u8], ctx: &DecodeContext) -> Result<(Format, FlowEvent)
     event.src_ip = event.src_ip.map(|ip| ip.canonical());
     event.dst_ip = event.dst_ip.map(|ip| ip.canonical());
     validate::check_event(&event, ctx.max_future_skew, ctx.now)?;
-    Ok((format, event))
+    Ok(event)
 }
 
 /// In tests: a rejection as an error `?` can return (Rejection is data, not an Error).

@@ -28,7 +28,8 @@ struct Args {
     /// Cluster the flows come from (required; every record carries it).
     #[arg(long, env = "FLOWLAKE_CLUSTER_ID")]
     cluster_id: Option<String>,
-    /// Pin the input format (hubble, canonical-json, canonical-avro) instead of detecting it.
+    /// Pin the input format (hubble, calico-goldmane, calico-enterprise, netobserv,
+    /// canonical-json, canonical-avro) instead of detecting it per message.
     #[arg(long, env = "FLOWLAKE_FORMAT")]
     format: Option<String>,
 }

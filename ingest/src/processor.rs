@@ -66,8 +66,8 @@ impl IngestProcessor {
             .map_or_else(Timestamp::now, Timestamp::from_millis);
         let (format, event) = decode(payload, &self.ctx)?;
         let bytes = self.ctx.avro_codec().encode(&event).map_err(|e| {
-            tracing::error!(error = %e, "cannot encode a decoded flow event");
-            Rejection::new(reject::ENCODE_FAILED, e.to_string())
+            tracing::error!(error = %e, format = format.name(), "cannot encode a decoded flow event");
+            Rejection::new(reject::ENCODE_FAILED, e.to_string()).with_format(format.name())
         })?;
         out.send(&self.output_topic, Some(partition_key(&event)), bytes);
         Ok(format)
@@ -225,7 +225,7 @@ mod tests {
             Some((
                 reject::UNKNOWN_FORMAT,
                 "header flowlake.format = \"calico\" names no known format (hubble, \
-                 canonical-json, canonical-avro)"
+                 calico-goldmane, calico-enterprise, netobserv, canonical-json, canonical-avro)"
                     .to_owned()
             ))
         );
@@ -236,6 +236,74 @@ mod tests {
         });
         accepted(processor.process(&input(line(0), Some(as_hubble.as_borrowed())), &mut out))?;
         assert_eq!(out.len(), 1);
+        Ok(())
+    }
+
+    /// Every agent format can be pinned by header or by settings, and a rejection of a
+    /// message whose format is known names it (the DLQ's `flowlake.format`).
+    #[test]
+    fn agent_formats_pin_and_rejections_name_the_format() -> TestResult {
+        const GOLDMANE: &[u8] =
+            include_bytes!("../../tests/fixtures/calico/goldmane_emitter_flows_transcribed.jsonl");
+        const ENTERPRISE: &[u8] =
+            include_bytes!("../../tests/fixtures/calico/enterprise_flowlog_whisker_ui_mock.json");
+        const NETOBSERV: &[u8] =
+            include_bytes!("../../tests/fixtures/netobserv/loki_lines_flow_records.jsonl");
+        let first = |text: &'static [u8]| text.split(|&b| b == b'\n').next().unwrap_or_default();
+        let cases = [
+            ("calico-goldmane", first(GOLDMANE)),
+            ("calico-enterprise", ENTERPRISE),
+            ("netobserv", first(NETOBSERV)),
+        ];
+        let mut processor = IngestProcessor::new(&IngestSettings::for_cluster("kind"), "out")?;
+        fn input_at<'a>(payload: &'a [u8], headers: Option<&'a BorrowedHeaders>) -> Input<'a> {
+            Input {
+                // 2026-01-01: after every fixture.
+                timestamp_millis: Some(1_767_225_600_000),
+                ..input(payload, headers)
+            }
+        }
+        for (name, payload) in cases {
+            let mut out = Outputs::default();
+            accepted(processor.process(&input_at(payload, None), &mut out))?;
+            let pinned = OwnedHeaders::new().insert(Header {
+                key: FORMAT_HEADER,
+                value: Some(name),
+            });
+            accepted(processor.process(&input_at(payload, Some(pinned.as_borrowed())), &mut out))?;
+            let event = AvroCodec::<FlowEvent>::new()?.decode(&out.take()[1].payload)?;
+            assert_eq!(event.source_format, name);
+            // A Hubble line read as this format: rejected, and the rejection says as what.
+            let err = processor
+                .process(&input_at(line(1), Some(pinned.as_borrowed())), &mut out)
+                .err();
+            assert_eq!(err.and_then(|r| r.format), Some(name), "{name}");
+
+            let settings = IngestSettings {
+                format: Some(name.to_owned()),
+                ..IngestSettings::for_cluster("kind")
+            };
+            let mut by_settings = IngestProcessor::new(&settings, "out")?;
+            accepted(by_settings.process(&input_at(payload, None), &mut out))?;
+            let err = by_settings
+                .process(&input_at(line(1), None), &mut out)
+                .err();
+            assert_eq!(err.and_then(|r| r.format), Some(name), "{name}");
+        }
+        // Detected, then rejected: the detected format is named.
+        let mut out = Outputs::default();
+        let bad_ip = br#"{"TimeFlowStartMs":1708011866459,"SrcAddr":"10.0.0.999"}"#;
+        let err = processor.process(&input_at(bad_ip, None), &mut out).err();
+        assert_eq!(
+            err.map(|r| (r.class, r.format)),
+            Some((reject::INVALID_IP, Some("netobserv")))
+        );
+        // Not detected: no format to name.
+        let err = processor.process(&input_at(b"{}", None), &mut out).err();
+        assert_eq!(
+            err.map(|r| (r.class, r.format)),
+            Some((reject::UNKNOWN_FORMAT, None))
+        );
         Ok(())
     }
 

@@ -36,7 +36,8 @@ pub struct IngestSettings {
     /// endpoints may carry `cluster_name`). Required.
     #[serde(default)]
     pub cluster_id: String,
-    /// Input format of every message (`hubble`, `canonical-json`, `canonical-avro`);
+    /// Input format of every message (`hubble`, `calico-goldmane`, `calico-enterprise`,
+    /// `netobserv`, `canonical-json`, `canonical-avro`);
     /// unset = detect per message. A `flowlake.format` header on a message overrides it.
     #[serde(default)]
     pub format: Option<String>,
@@ -165,7 +166,8 @@ mod tests {
             }),
             Some(
                 "invalid configuration: `ingest.format`: unknown format \"calico\": expected one \
-                 of hubble, canonical-json, canonical-avro"
+                 of hubble, calico-goldmane, calico-enterprise, netobserv, canonical-json, \
+                 canonical-avro"
                     .to_owned()
             )
         );
