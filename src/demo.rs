@@ -141,6 +141,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             cluster_id: scenario::CLUSTER_ID.into(),
             path: snapshot_path.clone(),
         }],
+        ..EnrichSettings::default()
     };
     let enrich = EnrichProcessor::new(
         Enricher::new(Arc::new(IdentityTable::load(&enrich_settings)?)),

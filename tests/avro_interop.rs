@@ -20,8 +20,15 @@ fn raw_json(value: &Avro) -> Value {
         Avro::Bytes(b) => json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
         Avro::Union(_, inner) => raw_json(inner),
         Avro::Array(items) => Value::Array(items.iter().map(raw_json).collect()),
-        Avro::Map(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), raw_json(v))).collect()),
-        Avro::Record(fields) => Value::Object(fields.iter().map(|(k, v)| (k.clone(), raw_json(v))).collect()),
+        Avro::Map(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), raw_json(v))).collect())
+        }
+        Avro::Record(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), raw_json(v)))
+                .collect(),
+        ),
         other => panic!("unexpected Avro value in a flowlake record: {other:?}"),
     }
 }
@@ -33,7 +40,11 @@ fn check<T: AvroRecord + Clone>(record: T, schema_file: &str) {
     let schema = support::repo_root().join("schemas/avro").join(schema_file);
     let out = support::run_python_stdin(
         "fastavro_decode.py",
-        &["--schema", schema.to_str().unwrap_or_default(), "--single-object"],
+        &[
+            "--schema",
+            schema.to_str().unwrap_or_default(),
+            "--single-object",
+        ],
         format!("{hex}\n").as_bytes(),
     );
     let decoded: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));

@@ -29,10 +29,16 @@ fn alerting_rules_name_only_declared_metrics() {
         .collect();
     assert!(named.len() >= 3, "{named:?}");
     for metric in named {
-        assert!(declared.contains(&metric), "the rules name {metric}, which no stage declares");
+        assert!(
+            declared.contains(&metric),
+            "the rules name {metric}, which no stage declares"
+        );
     }
     // Per-stage runtime metrics are matched by name pattern; the runtime's names must fit it.
     for suffix in ["consumer_lag_records", "dead_letters_total"] {
-        assert!(rules.contains(&format!("flowlake_[a-z]+_{suffix}")), "{suffix}");
+        assert!(
+            rules.contains(&format!("flowlake_[a-z]+_{suffix}")),
+            "{suffix}"
+        );
     }
 }

@@ -3,30 +3,69 @@
 //! Each end is resolved in order of trust, and the first answer wins:
 //! 1. the identity table at the flow's start time (status `hit`);
 //! 2. the agent's own hint, when it names something — a pod by namespace and name or by
-//!    workload, a node, a host endpoint or a network set (status `hint`). A Hubble
-//!    `reserved:world` hint names nothing: the agent only says "not mine";
-//! 3. the address itself: `external_private` or `external_public` (status `miss`), or
+//!    workload, a node, a host endpoint or a network set (status `hint`): the agent knew
+//!    the endpoint at the flow's time. A Hubble `reserved:world` hint names nothing: the
+//!    agent only says "not mine";
+//! 3. the table's holder nearest in time when none held the address then (status
+//!    `stale`, see [`crate::table`]);
+//! 4. a network set containing the address — from `[enrich.network_sets]` or from the
+//!    cluster's `network_set` records, longest prefix wins, the config on a tie (kind
+//!    `network_set`, status `hit`);
+//! 5. the address itself: `external_private` or `external_public` (status `miss`), or
 //!    `unknown` when the agent gave no address either.
 //!
-//! Enrichment never fails: every flow comes out with both ends set.
+//! External and network-set endpoints also get the DNS names learned from earlier flows'
+//! DNS answers ([`crate::dns`]) after the agent's own names. A flow's DNS answer is learned
+//! before the flow itself is resolved, so flows are enriched in input order against
+//! everything earlier flows taught. Enrichment never fails: every flow comes out with both
+//! ends set.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use flowlake_schemas::{
     Endpoint, EndpointHint, EndpointKind, EnrichedFlow, EnrichmentStatus, FlowEvent, Ip, Labels,
+    Timestamp,
 };
+use hashbrown::HashMap;
 
 use crate::classify::{self, PRIVATE_AGGREGATED_NAME, PUBLIC_AGGREGATED_NAME};
-use crate::table::{Identity, IdentityTable};
+use crate::dns::DnsNames;
+use crate::metrics::ClusterCounters;
+use crate::netsets::{self, CidrError, NetworkSet, PrefixMap};
+use crate::settings::EnrichSettings;
+use crate::table::{ClusterTable, Found, Identity, IdentityTable};
 
 /// Prefix of Cilium's reserved identity labels (`reserved:world`, `reserved:host`, …).
 const RESERVED_LABEL_PREFIX: &str = "reserved:";
 
-/// Attaches identity to flows from one [`IdentityTable`].
-#[derive(Clone, Debug)]
+/// What the enricher learns from one cluster's flows.
+struct FlowState {
+    /// Latest flow end time seen (µs): the cluster's event-time clock.
+    high_water: i64,
+    dns: DnsNames,
+    counters: ClusterCounters,
+}
+
+/// Attaches identity to flows: owns the [`IdentityTable`], the network sets and the DNS
+/// names learned from flows.
 pub struct Enricher {
-    table: Arc<IdentityTable>,
+    table: IdentityTable,
+    network_sets: PrefixMap<Arc<NetworkSet>>,
+    flows: HashMap<Box<str>, FlowState>,
+    deleted_retention: Duration,
+    dns_max_entries: usize,
+    dns_ttl_grace: Duration,
+}
+
+impl std::fmt::Debug for Enricher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enricher")
+            .field("stats", &self.table.stats())
+            .field("network_sets", &self.network_sets.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One end of a flow, as the agent reported it.
@@ -36,43 +75,145 @@ struct Side<'a> {
 }
 
 impl Enricher {
-    /// An enricher over `table`.
+    /// An enricher over `table` with default settings and no network sets. A table still
+    /// shared elsewhere is copied once: the enricher owns and updates its own.
     pub fn new(table: Arc<IdentityTable>) -> Self {
-        Enricher { table }
+        let table = Arc::try_unwrap(table).unwrap_or_else(|shared| IdentityTable::clone(&shared));
+        let defaults = EnrichSettings::default();
+        Enricher {
+            table,
+            network_sets: PrefixMap::default(),
+            flows: HashMap::new(),
+            deleted_retention: defaults.deleted_retention,
+            dns_max_entries: defaults.dns_max_entries,
+            dns_ttl_grace: defaults.dns_ttl_grace,
+        }
+    }
+
+    /// An enricher over `table` configured by `settings` (network sets, retention, DNS
+    /// limits). The error names the network-set entry that does not parse.
+    pub fn with_settings(
+        table: IdentityTable,
+        settings: &EnrichSettings,
+    ) -> Result<Self, (String, CidrError)> {
+        Ok(Enricher {
+            table,
+            network_sets: netsets::from_config(&settings.network_sets)?,
+            flows: HashMap::new(),
+            deleted_retention: settings.deleted_retention,
+            dns_max_entries: settings.dns_max_entries,
+            dns_ttl_grace: settings.dns_ttl_grace,
+        })
     }
 
     /// The table in use.
-    pub fn table(&self) -> &Arc<IdentityTable> {
+    pub fn table(&self) -> &IdentityTable {
         &self.table
     }
 
-    /// Resolves both ends of `flow`.
-    pub fn enrich(&self, flow: FlowEvent) -> EnrichedFlow {
-        let src = self.resolve(
-            &flow,
-            Side {
-                ip: flow.src_ip,
-                hint: flow.src_hint.as_ref(),
-            },
-        );
-        let mut dst = self.resolve(
-            &flow,
-            Side {
-                ip: flow.dst_ip,
-                hint: flow.dst_hint.as_ref(),
-            },
-        );
-        dst.dns_names = flow.dst_dns_names.clone();
-        EnrichedFlow { flow, src, dst }
+    /// The table, to apply updates to.
+    pub fn table_mut(&mut self) -> &mut IdentityTable {
+        &mut self.table
     }
 
-    fn resolve(&self, flow: &FlowEvent, side: Side<'_>) -> Endpoint {
+    /// Addresses with learned DNS names, over all clusters.
+    pub fn dns_entries(&self) -> usize {
+        self.flows.values().map(|state| state.dns.len()).sum()
+    }
+
+    /// Forgets deleted objects and DNS names older than each cluster's horizon: its latest
+    /// flow time (never later than `now`, so one flow stamped in the future cannot evict
+    /// everything) minus the deleted retention. Event time, so a stage catching up on a
+    /// backlog still resolves the backlog's flows; a cluster without flows keeps
+    /// everything. Returns the identity objects pruned.
+    pub fn prune(&mut self, now: SystemTime) -> u64 {
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let retention = i64::try_from(self.deleted_retention.as_micros()).unwrap_or(i64::MAX);
+        let horizon = |state: &FlowState| {
+            Timestamp::from_micros(state.high_water.min(now).saturating_sub(retention))
+        };
+        for state in self.flows.values_mut() {
+            let h = horizon(state);
+            state.dns.expire(h);
+        }
+        let flows = &self.flows;
+        self.table.prune(|cluster| flows.get(cluster).map(&horizon))
+    }
+
+    /// Adds each cluster's endpoint counts since the last call to its counters.
+    pub fn flush_cluster_counts(&mut self) {
+        for state in self.flows.values_mut() {
+            state.counters.flush();
+        }
+    }
+
+    /// Resolves both ends of `flow`, after learning its DNS answer.
+    pub fn enrich(&mut self, flow: FlowEvent) -> EnrichedFlow {
+        let (dns_max_entries, dns_ttl_grace) = (self.dns_max_entries, self.dns_ttl_grace);
+        let state = self
+            .flows
+            .entry_ref(flow.cluster_id.as_str())
+            .or_insert_with(|| FlowState {
+                high_water: i64::MIN,
+                dns: DnsNames::new(dns_max_entries, dns_ttl_grace),
+                counters: ClusterCounters::register(&flow.cluster_id),
+            });
+        state.high_water = state.high_water.max(flow.end_time.as_micros());
+        if let Some(dns) = &flow.dns {
+            state.dns.observe(dns, flow.end_time);
+        }
+        let context = Context {
+            cluster: self.table.cluster(&flow.cluster_id),
+            network_sets: &self.network_sets,
+            dns: &state.dns,
+            flow: &flow,
+        };
+        let src = context.resolve(Side {
+            ip: flow.src_ip,
+            hint: flow.src_hint.as_ref(),
+        });
+        let mut dst = context.resolve(Side {
+            ip: flow.dst_ip,
+            hint: flow.dst_hint.as_ref(),
+        });
+        if !flow.dst_dns_names.is_empty() {
+            // The agent's names first, then the learned ones it did not have.
+            let learned = std::mem::replace(&mut dst.dns_names, flow.dst_dns_names.clone());
+            for name in learned {
+                if !dst.dns_names.contains(&name) {
+                    dst.dns_names.push(name);
+                }
+            }
+        }
+        state.counters.record(src.status);
+        state.counters.record(dst.status);
+        EnrichedFlow { flow, src, dst }
+    }
+}
+
+/// What resolving one flow's endpoints looks at.
+struct Context<'a> {
+    cluster: Option<&'a ClusterTable>,
+    network_sets: &'a PrefixMap<Arc<NetworkSet>>,
+    dns: &'a DnsNames,
+    flow: &'a FlowEvent,
+}
+
+impl Context<'_> {
+    fn resolve(&self, side: Side<'_>) -> Endpoint {
         let ip = side.ip.map(|ip| ip.canonical().0);
+        let flow = self.flow;
         // The start of the observation interval: the address was held then.
-        if let Some(ip) = ip
-            && let Some(identity) = self.table.lookup(&flow.cluster_id, ip, flow.start_time)
+        let found = match (ip, self.cluster) {
+            (Some(ip), Some(cluster)) => cluster.lookup(ip, flow.start_time),
+            _ => None,
+        };
+        if let Some(found) = found
+            && found.status == EnrichmentStatus::Hit
         {
-            let mut endpoint = hit_endpoint(identity);
+            let mut endpoint = table_endpoint(&found);
             // A pod reached through a Service: the agent may know the Service, the table
             // (which maps addresses) cannot.
             if endpoint.service_name.is_none()
@@ -89,38 +230,62 @@ impl Enricher {
         {
             return endpoint;
         }
-        match ip {
-            Some(ip) => external_endpoint(ip),
-            None => Endpoint {
+        if let Some(found) = found {
+            return table_endpoint(&found);
+        }
+        let Some(ip) = ip else {
+            return Endpoint {
                 kind: EndpointKind::Unknown,
                 status: EnrichmentStatus::Miss,
                 ..Endpoint::default()
-            },
+            };
+        };
+        let mut endpoint = match self.network_set(ip) {
+            Some(set) => network_set_endpoint(set),
+            None => external_endpoint(ip),
+        };
+        self.dns
+            .names_into(ip, flow.start_time, &mut endpoint.dns_names);
+        endpoint
+    }
+
+    /// The longest-prefix network set of `ip`: the config's, or the cluster's own when
+    /// strictly longer.
+    fn network_set(&self, ip: IpAddr) -> Option<&Arc<NetworkSet>> {
+        let configured = self.network_sets.longest_match(ip);
+        let own = self.cluster.and_then(|c| c.network_set(ip));
+        match (configured, own) {
+            (Some((len, set)), Some((own_len, own_set))) => {
+                Some(if own_len > len { own_set } else { set })
+            }
+            (Some((_, set)), None) | (None, Some((_, set))) => Some(set),
+            (None, None) => None,
         }
     }
 }
 
-/// The identity of a table entry.
-fn hit_endpoint(identity: &Identity) -> Endpoint {
-    match identity {
+/// The identity of a table entry, `hit` or `stale` as the table found it.
+fn table_endpoint(found: &Found<'_>) -> Endpoint {
+    let status = found.status;
+    match found.identity {
         Identity::Pod(pod) => Endpoint {
             kind: EndpointKind::Pod,
             namespace: Some(pod.workload.namespace.to_string()),
             name: Some(pod.name.to_string()),
-            pod_uid: Some(pod.uid.to_string()),
+            pod_uid: Some(found.uid.to_string()),
             workload_kind: Some(pod.workload.kind.to_string()),
             workload_name: Some(pod.workload.name.to_string()),
             service_account: pod.workload.service_account.as_deref().map(str::to_owned),
             labels: Labels::clone(&pod.labels),
             node: pod.node.as_deref().map(str::to_owned),
-            status: EnrichmentStatus::Hit,
+            status,
             ..Endpoint::default()
         },
         Identity::Node(node) => Endpoint {
             kind: EndpointKind::Node,
             name: Some(node.name.to_string()),
             labels: Labels::clone(&node.labels),
-            status: EnrichmentStatus::Hit,
+            status,
             ..Endpoint::default()
         },
         Identity::Service(service) => Endpoint {
@@ -129,9 +294,22 @@ fn hit_endpoint(identity: &Identity) -> Endpoint {
             name: Some(service.name.to_string()),
             service_namespace: Some(service.namespace.to_string()),
             service_name: Some(service.name.to_string()),
-            status: EnrichmentStatus::Hit,
+            status,
             ..Endpoint::default()
         },
+    }
+}
+
+/// An address inside a network set.
+fn network_set_endpoint(set: &NetworkSet) -> Endpoint {
+    Endpoint {
+        kind: EndpointKind::NetworkSet,
+        namespace: set.namespace.as_deref().map(str::to_owned),
+        name: Some(set.name.to_string()),
+        labels: Labels::clone(&set.labels),
+        network_set: Some(set.name.to_string()),
+        status: EnrichmentStatus::Hit,
+        ..Endpoint::default()
     }
 }
 
@@ -281,6 +459,7 @@ mod tests {
     ]}"#;
 
     fn enricher(json: &str) -> Result<Enricher, crate::snapshot::SnapshotError> {
+        // `mut` for callers: enriching learns DNS names.
         Ok(Enricher::new(Arc::new(table("prod", json)?)))
     }
 
@@ -323,7 +502,7 @@ mod tests {
 
     #[test]
     fn pod_hit_names_the_deployment_and_service_hit_names_the_service() -> TestResult {
-        let enricher = enricher(SNAPSHOT)?;
+        let mut enricher = enricher(SNAPSHOT)?;
         let event = flow(
             "10.1.0.5",
             "10.96.5.5",
@@ -452,7 +631,7 @@ mod tests {
 
     #[test]
     fn hubble_reserved_hints() -> TestResult {
-        let enricher = enricher(SNAPSHOT)?;
+        let mut enricher = enricher(SNAPSHOT)?;
         // reserved:world names nothing, even with a pod name Hubble remembered.
         for world in [
             r#"{"reserved:world": ""}"#,
@@ -483,7 +662,7 @@ mod tests {
 
     #[test]
     fn endpoints_without_an_address() -> TestResult {
-        let enricher = enricher(SNAPSHOT)?;
+        let mut enricher = enricher(SNAPSHOT)?;
         let enriched = enricher.enrich(flow("10.1.0.5", "null", "")?);
         assert_eq!(
             enriched.dst,
@@ -512,7 +691,7 @@ mod tests {
 
     #[test]
     fn hubble_sample_flows_against_the_fixture() -> TestResult {
-        let enricher = Enricher::new(Arc::new(hubble_table("prod")?));
+        let mut enricher = Enricher::new(Arc::new(hubble_table("prod")?));
         // hubble_otel_basic_10, line 1: reviews-v1 → reserved:host on the GKE node.
         let hints = r#""src_hint": {"kind": "pod", "namespace": "bookinfo", "name": "reviews-v1-545db77b95-s6jb8",
                                     "labels": {"app": "reviews", "version": "v1"}},
@@ -550,5 +729,421 @@ mod tests {
         let enriched = enricher.enrich(flow("10.0.2.13", "35.246.31.234", "")?);
         assert_eq!(enriched.dst.kind, EndpointKind::ExternalPublic);
         Ok(())
+    }
+}
+
+/// Identity from records: the as-of join, clusters, Services, nodes, network sets and DNS.
+#[cfg(test)]
+mod record_tests {
+    use std::time::{Duration, SystemTime};
+
+    use flowlake_schemas::{DnsObservation, IdentityKind, IdentityRecord, OwnerRef};
+
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    const T0: i64 = 1_700_000_000;
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp::from_secs(T0 + secs)
+    }
+
+    fn ips(list: &[&str]) -> Vec<Ip> {
+        list.iter().filter_map(|i| i.parse().ok()).collect()
+    }
+
+    fn pod(cluster: &str, name: &str, addr: &str, created: i64) -> IdentityRecord {
+        IdentityRecord {
+            cluster_id: cluster.into(),
+            kind: IdentityKind::Pod,
+            uid: format!("uid-{name}"),
+            namespace: Some("shop".into()),
+            name: name.into(),
+            ips: ips(&[addr]),
+            owner: Some(OwnerRef {
+                kind: "StatefulSet".into(),
+                name: name
+                    .trim_end_matches(char::is_numeric)
+                    .trim_end_matches('-')
+                    .into(),
+                uid: String::new(),
+            }),
+            node: Some("node-a".into()),
+            created_at: Some(ts(created)),
+            observed_at: ts(created),
+            ..IdentityRecord::default()
+        }
+    }
+
+    fn deleted(mut record: IdentityRecord, at: i64) -> IdentityRecord {
+        record.deleted_at = Some(ts(at));
+        record.observed_at = ts(at);
+        record
+    }
+
+    fn flow(cluster: &str, src: &str, dst: &str, at: i64) -> FlowEvent {
+        FlowEvent {
+            event_id: "e".into(),
+            cluster_id: cluster.into(),
+            start_time: ts(at),
+            end_time: ts(at),
+            src_ip: src.parse().ok(),
+            dst_ip: dst.parse().ok(),
+            ..FlowEvent::default()
+        }
+    }
+
+    fn some(text: &str) -> Option<String> {
+        Some(text.to_owned())
+    }
+
+    fn pod_endpoint(name: &str, workload: &str, status: EnrichmentStatus) -> Endpoint {
+        Endpoint {
+            kind: EndpointKind::Pod,
+            namespace: some("shop"),
+            name: some(name),
+            pod_uid: Some(format!("uid-{name}")),
+            workload_kind: some("StatefulSet"),
+            workload_name: some(workload),
+            node: some("node-a"),
+            status,
+            ..Endpoint::default()
+        }
+    }
+
+    fn enricher(records: &[IdentityRecord]) -> Enricher {
+        let mut enricher = Enricher::new(Arc::new(IdentityTable::default()));
+        for record in records {
+            enricher.table_mut().apply(record);
+        }
+        enricher
+    }
+
+    /// Pod a-0 holds 10.0.0.5 from 0 s until 100 s; b-0 gets it at 130 s.
+    fn reuse_records() -> [IdentityRecord; 3] {
+        [
+            pod("c1", "a-0", "10.0.0.5", 0),
+            deleted(pod("c1", "a-0", "10.0.0.5", 0), 100),
+            pod("c1", "b-0", "10.0.0.5", 130),
+        ]
+    }
+
+    #[test]
+    fn a_reused_address_resolves_to_its_holder_at_the_flow_time() {
+        let [a, a_gone, b] = reuse_records();
+        // Updates in every order a source may deliver them.
+        for updates in [
+            vec![a.clone(), a_gone.clone(), b.clone()],
+            vec![a.clone(), b.clone(), a_gone.clone()],
+            vec![b.clone(), a_gone.clone(), a.clone()],
+            vec![a_gone.clone(), b.clone()],
+        ] {
+            let mut enricher = enricher(&updates);
+            // Flows in and out of order.
+            for times in [[99, 131, 115], [131, 115, 99]] {
+                for at in times {
+                    let dst = enricher.enrich(flow("c1", "8.8.8.8", "10.0.0.5", at)).dst;
+                    let expected = match at {
+                        99 => pod_endpoint("a-0", "a", EnrichmentStatus::Hit),
+                        131 => pod_endpoint("b-0", "b", EnrichmentStatus::Hit),
+                        // In the gap: the nearest holder (a-0 left 15 s before, b-0 came
+                        // 15 s after; the tie goes to the newer), marked stale.
+                        _ => pod_endpoint("b-0", "b", EnrichmentStatus::Stale),
+                    };
+                    assert_eq!(dst, expected, "flow at {at} s after {updates:?}");
+                }
+            }
+            // Nearer to a-0's end, the gap names a-0 — stale, never a hit.
+            let dst = enricher.enrich(flow("c1", "8.8.8.8", "10.0.0.5", 101)).dst;
+            assert_eq!(dst, pod_endpoint("a-0", "a", EnrichmentStatus::Stale));
+        }
+    }
+
+    #[test]
+    fn an_agent_hint_beats_a_stale_holder() {
+        let mut enricher = enricher(&reuse_records());
+        let mut event = flow("c1", "8.8.8.8", "10.0.0.5", 115);
+        event.dst_hint = Some(EndpointHint {
+            kind: some("pod"),
+            namespace: some("shop"),
+            name: some("b-0"),
+            ..EndpointHint::default()
+        });
+        let dst = enricher.enrich(event).dst;
+        assert_eq!(dst.status, EnrichmentStatus::Hint);
+        assert_eq!(dst.name, some("b-0"));
+        assert_eq!(dst.pod_uid, None);
+    }
+
+    #[test]
+    fn deleted_holders_are_pruned_after_the_retention_in_event_time() {
+        let mut enricher = enricher(&reuse_records());
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs((T0 + 10_000) as u64);
+        // No flow of c1 yet: nothing is pruned.
+        assert_eq!(enricher.prune(now), 0);
+        // c1's clock reaches 100 s + 10 min: a-0 (ended at 100 s) is still kept...
+        enricher.enrich(flow("c1", "8.8.8.8", "8.8.4.4", 700));
+        assert_eq!(enricher.prune(now), 0);
+        assert_eq!(enricher.table().stats().ended, 1);
+        // ...and goes one microsecond later.
+        let mut late = flow("c1", "8.8.8.8", "8.8.4.4", 700);
+        late.end_time = Timestamp::from_micros(ts(700).as_micros() + 1);
+        enricher.enrich(late);
+        assert_eq!(enricher.prune(now), 1);
+        let stats = enricher.table().stats();
+        assert_eq!((stats.pods, stats.ended, stats.pruned), (1, 0, 1));
+        let dst = enricher.enrich(flow("c1", "8.8.8.8", "10.0.0.5", 99)).dst;
+        assert_eq!(dst, pod_endpoint("b-0", "b", EnrichmentStatus::Stale));
+        // A flow stamped far in the future moves the horizon no further than `now`.
+        enricher.enrich(flow("c1", "8.8.8.8", "8.8.4.4", 1_000_000));
+        enricher
+            .table_mut()
+            .apply(&deleted(pod("c1", "b-0", "10.0.0.5", 130), 9_500));
+        assert_eq!(enricher.prune(now), 0);
+    }
+
+    #[test]
+    fn clusters_sharing_a_pod_cidr_resolve_their_own_pods() {
+        let mut enricher = enricher(&[
+            pod("east", "web-0", "10.0.0.5", 0),
+            pod("west", "db-0", "10.0.0.5", 0),
+        ]);
+        let east = enricher.enrich(flow("east", "10.0.0.5", "8.8.8.8", 10));
+        let west = enricher.enrich(flow("west", "10.0.0.5", "8.8.8.8", 10));
+        assert_eq!(
+            east.src,
+            pod_endpoint("web-0", "web", EnrichmentStatus::Hit)
+        );
+        assert_eq!(west.src, pod_endpoint("db-0", "db", EnrichmentStatus::Hit));
+        let elsewhere = enricher.enrich(flow("north", "10.0.0.5", "8.8.8.8", 10));
+        assert_eq!(elsewhere.src.kind, EndpointKind::ExternalPrivate);
+        assert_eq!(elsewhere.src.status, EnrichmentStatus::Miss);
+    }
+
+    #[test]
+    fn services_nodes_and_host_network_pods_from_records() {
+        let service = IdentityRecord {
+            cluster_id: "c1".into(),
+            kind: IdentityKind::Service,
+            uid: "6f1d3c2a-0000-4000-8000-000000000001".into(),
+            namespace: Some("shop".into()),
+            name: "checkout".into(),
+            // ClusterIP, external IP, load-balancer ingress IP.
+            ips: ips(&["10.96.0.20", "203.0.113.7", "198.51.100.9"]),
+            observed_at: ts(0),
+            ..IdentityRecord::default()
+        };
+        let node = IdentityRecord {
+            cluster_id: "c1".into(),
+            kind: IdentityKind::Node,
+            uid: "node-a-uid".into(),
+            name: "node-a".into(),
+            ips: ips(&["192.168.0.10"]),
+            labels: [("zone".to_owned(), "eu-1a".to_owned())].into(),
+            observed_at: ts(0),
+            ..IdentityRecord::default()
+        };
+        let host_pod = IdentityRecord {
+            host_network: true,
+            ips: ips(&["192.168.0.11"]),
+            ..pod("c1", "exporter-0", "192.168.0.11", 0)
+        };
+        let namespace = IdentityRecord {
+            cluster_id: "c1".into(),
+            kind: IdentityKind::Namespace,
+            uid: "ns-uid".into(),
+            name: "shop".into(),
+            labels: [("team".to_owned(), "payments".to_owned())].into(),
+            observed_at: ts(0),
+            ..IdentityRecord::default()
+        };
+        let mut enricher = enricher(&[node, service, host_pod, namespace]);
+        let service_endpoint = Endpoint {
+            kind: EndpointKind::Service,
+            namespace: some("shop"),
+            name: some("checkout"),
+            service_namespace: some("shop"),
+            service_name: some("checkout"),
+            status: EnrichmentStatus::Hit,
+            ..Endpoint::default()
+        };
+        for addr in ["10.96.0.20", "203.0.113.7", "198.51.100.9"] {
+            let dst = enricher.enrich(flow("c1", "192.168.0.10", addr, 5)).dst;
+            assert_eq!(dst, service_endpoint, "{addr}");
+        }
+        let node_a = Endpoint {
+            kind: EndpointKind::Node,
+            name: some("node-a"),
+            labels: [("zone".to_owned(), "eu-1a".to_owned())].into(),
+            status: EnrichmentStatus::Hit,
+            ..Endpoint::default()
+        };
+        let enriched = enricher.enrich(flow("c1", "192.168.0.10", "192.168.0.11", 5));
+        assert_eq!(enriched.src, node_a);
+        assert_eq!(
+            enriched.dst, node_a,
+            "a hostNetwork pod's address is its node"
+        );
+        assert_eq!(
+            enricher
+                .table()
+                .namespace_labels("c1", "shop")
+                .and_then(|l| l.get("team"))
+                .map(String::as_str),
+            Some("payments")
+        );
+        let found = enricher.table().lookup(
+            "c1",
+            "10.96.0.20".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            ts(5),
+        );
+        assert_eq!(
+            found.map(|f| f.uid.to_string()),
+            Some("6f1d3c2a-0000-4000-8000-000000000001".to_owned())
+        );
+    }
+
+    #[test]
+    fn network_sets_from_config_and_records_longest_prefix_wins() -> TestResult {
+        let mut settings = EnrichSettings::default();
+        settings.network_sets.insert(
+            "stripe".into(),
+            vec!["54.187.0.0/16".into(), "2600:1f00::/24".into()],
+        );
+        settings
+            .network_sets
+            .insert("aws".into(), vec!["54.0.0.0/8".into()]);
+        let mut enricher = Enricher::with_settings(IdentityTable::default(), &settings)
+            .map_err(|(field, e)| format!("{field}: {e}"))?;
+        enricher.table_mut().apply(&IdentityRecord {
+            cluster_id: "c1".into(),
+            kind: IdentityKind::NetworkSet,
+            uid: "ns-1".into(),
+            namespace: Some("shop".into()),
+            name: "stripe-webhooks".into(),
+            cidrs: vec!["54.187.200.0/24".into(), "not-a-cidr".into()],
+            labels: [("role".to_owned(), "partner".to_owned())].into(),
+            observed_at: ts(0),
+            ..IdentityRecord::default()
+        });
+        let set = |name: &str, namespace: Option<&str>, labels: Labels| Endpoint {
+            kind: EndpointKind::NetworkSet,
+            namespace: namespace.map(str::to_owned),
+            name: some(name),
+            labels,
+            network_set: some(name),
+            status: EnrichmentStatus::Hit,
+            ..Endpoint::default()
+        };
+        let dst = |e: &mut Enricher, cluster: &str, addr: &str| {
+            e.enrich(flow(cluster, "10.0.0.1", addr, 1)).dst
+        };
+        assert_eq!(
+            dst(&mut enricher, "c1", "54.187.3.4"),
+            set("stripe", None, Labels::new())
+        );
+        assert_eq!(
+            dst(&mut enricher, "c1", "54.9.9.9"),
+            set("aws", None, Labels::new())
+        );
+        assert_eq!(
+            dst(&mut enricher, "c1", "54.187.200.1"),
+            set(
+                "stripe-webhooks",
+                Some("shop"),
+                [("role".to_owned(), "partner".to_owned())].into()
+            )
+        );
+        // The record's set is c1's only.
+        assert_eq!(
+            dst(&mut enricher, "c2", "54.187.200.1"),
+            set("stripe", None, Labels::new())
+        );
+        assert_eq!(
+            dst(&mut enricher, "c1", "2600:1f00::5"),
+            set("stripe", None, Labels::new())
+        );
+        assert_eq!(
+            dst(&mut enricher, "c1", "8.8.8.8").kind,
+            EndpointKind::ExternalPublic
+        );
+        assert_eq!(
+            enricher.table().stats().ignored,
+            1,
+            "the bad CIDR is counted"
+        );
+        // Deleting the record removes its CIDRs.
+        enricher.table_mut().apply(&IdentityRecord {
+            cluster_id: "c1".into(),
+            kind: IdentityKind::NetworkSet,
+            uid: "ns-1".into(),
+            namespace: Some("shop".into()),
+            name: "stripe-webhooks".into(),
+            deleted_at: Some(ts(2)),
+            ..IdentityRecord::default()
+        });
+        assert_eq!(
+            dst(&mut enricher, "c1", "54.187.200.1"),
+            set("stripe", None, Labels::new())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn dns_answers_name_later_external_flows_of_the_same_cluster() {
+        let mut enricher = enricher(&[pod("c1", "web-0", "10.0.0.5", 0)]);
+        let mut answer = flow("c1", "10.0.0.5", "10.96.0.10", 10);
+        answer.dns = Some(DnsObservation {
+            query: "api.stripe.com.".into(),
+            ips: ips(&["54.187.3.4"]),
+            ttl: Some(60),
+        });
+        enricher.enrich(answer);
+        let mut egress = flow("c1", "10.0.0.5", "54.187.3.4", 20);
+        egress.dst_dns_names = vec!["stripe-proxy.example".into()];
+        let enriched = enricher.enrich(egress);
+        assert_eq!(
+            enriched.dst,
+            Endpoint {
+                kind: EndpointKind::ExternalPublic,
+                aggregated_name: some("pub"),
+                dns_names: vec!["stripe-proxy.example".into(), "api.stripe.com".into()],
+                status: EnrichmentStatus::Miss,
+                ..Endpoint::default()
+            }
+        );
+        // Another cluster learned nothing; past TTL + grace (60 s + 5 min) the name is gone.
+        let other = enricher.enrich(flow("c2", "10.0.0.5", "54.187.3.4", 20));
+        assert!(other.dst.dns_names.is_empty());
+        let expired = enricher.enrich(flow("c1", "10.0.0.5", "54.187.3.4", 10 + 60 + 301));
+        assert!(expired.dst.dns_names.is_empty());
+        let kept = enricher.enrich(flow("c1", "10.0.0.5", "54.187.3.4", 10 + 60 + 300));
+        assert_eq!(kept.dst.dns_names, vec!["api.stripe.com".to_owned()]);
+        // Pods are named by the table, not by DNS.
+        assert!(kept.src.dns_names.is_empty());
+    }
+
+    #[test]
+    fn a_finished_pod_releases_its_address_at_the_record_time() {
+        let a = pod("c1", "job-0", "10.0.0.7", 0);
+        let finished = IdentityRecord {
+            ips: Vec::new(),
+            observed_at: ts(50),
+            ..a.clone()
+        };
+        let mut enricher = enricher(&[a, finished]);
+        let at = |e: &mut Enricher, t| e.enrich(flow("c1", "10.0.0.7", "8.8.8.8", t)).src.status;
+        assert_eq!(at(&mut enricher, 49), EnrichmentStatus::Hit);
+        assert_eq!(at(&mut enricher, 50), EnrichmentStatus::Stale);
+        // A deletion is final: an older state arriving late does not revive the pod.
+        let mut enricher = enricher_after_delete();
+        assert_eq!(at(&mut enricher, 200), EnrichmentStatus::Stale);
+        assert_eq!(enricher.table().stats().ignored, 1);
+    }
+
+    fn enricher_after_delete() -> Enricher {
+        let a = pod("c1", "job-0", "10.0.0.7", 0);
+        enricher(&[deleted(a.clone(), 100), a])
     }
 }

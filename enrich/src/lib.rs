@@ -1,24 +1,40 @@
 //! flowlake's enrich stage: attaches Kubernetes identity to each end of a flow.
 //!
 //! [`EnrichProcessor`] reads Avro `FlowEvent`s, resolves source and destination through an
-//! [`Enricher`] and writes Avro `EnrichedFlow`s. Identity lives in an immutable
+//! [`Enricher`] and writes Avro `EnrichedFlow`s. Identity lives in an as-of
 //! [`IdentityTable`] keyed by (cluster, IP), built from `kubectl get … -o json` snapshots
-//! ([`Snapshot`]); addresses it does not hold are classified as public or private
-//! ([`classify`]). Each endpoint records how it was resolved (hit, hint, miss).
+//! ([`Snapshot`]) and kept current by identity records that sources send through an
+//! [`identity_channel`]; addresses it does not hold are named by network sets
+//! ([`netsets`]) and DNS names learned from flows ([`dns`]), or classified as public or
+//! private ([`classify`]). Each endpoint records how it was resolved (hit, hint, stale,
+//! miss).
 
 pub mod classify;
+pub mod dns;
 pub mod enricher;
+pub mod identity_topic;
 pub mod metrics;
+pub mod netsets;
+pub mod objects_to_identity;
+pub mod process;
 pub mod processor;
+pub mod publisher;
 pub mod settings;
 pub mod snapshot;
+pub mod sources;
 pub mod table;
+pub mod updates;
+pub mod watch;
+mod workload;
 
 pub use enricher::Enricher;
 pub use processor::EnrichProcessor;
 pub use settings::{EnrichSettings, ParseSnapshotSourceError, SnapshotSource};
 pub use snapshot::{Snapshot, SnapshotError};
-pub use table::{Identity, IdentityTable, IdentityTableBuilder, TableStats};
+pub use table::{
+    ClusterTable, Found, Identity, IdentityTable, IdentityTableBuilder, TableStats, Uid,
+};
+pub use updates::{IdentityReadiness, IdentityReceiver, IdentitySender, identity_channel};
 
 #[cfg(test)]
 pub(crate) mod test_support {

@@ -1,16 +1,21 @@
 //! `flowlake-enrich`: attaches Kubernetes identity to both ends of every flow.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
-use flowlake_enrich::{EnrichProcessor, EnrichSettings, Enricher, IdentityTable, SnapshotSource};
-use flowlake_runtime::StageSpec;
+use flowlake_enrich::sources::{self, IdentitySourceSettings, LiveSources};
+use flowlake_enrich::{
+    EnrichProcessor, EnrichSettings, Enricher, IdentityReadiness, IdentityReceiver, IdentityTable,
+    SnapshotSource, identity_channel, process,
+};
 use flowlake_runtime::app::{self, ProcessSettings};
 use flowlake_runtime::config::{
     self, CommonArgs, ConfigError, HttpSettings, KafkaSettings, LogSettings, RuntimeSettings,
     TopicArgs, TopicSettings, Topics,
 };
+use flowlake_runtime::http::Readiness;
+use flowlake_runtime::{StageSpec, run_stage};
 use serde::Deserialize;
 
 const BINARY: &str = "flowlake-enrich";
@@ -29,6 +34,20 @@ struct Args {
     /// `kubectl get pods,services,nodes,namespaces -A -o json`. Repeatable.
     #[arg(long = "snapshot", value_name = "CLUSTER=PATH")]
     snapshots: Vec<SnapshotSource>,
+    /// Compacted identity topic written by flowlake-identity-publisher (e.g. k8s.identity):
+    /// read from its beginning before /readyz says ready, then followed.
+    #[arg(long, env = "FLOWLAKE_IDENTITY_TOPIC")]
+    identity_topic: Option<String>,
+    /// Watch one cluster's Kubernetes API directly (needs --kube-cluster-id).
+    #[arg(long)]
+    kube: bool,
+    /// The cluster_id the watched cluster's flows carry.
+    #[arg(long, env = "FLOWLAKE_KUBE_CLUSTER_ID")]
+    kube_cluster_id: Option<String>,
+    /// kubeconfig for --kube (default: in-cluster service account, KUBECONFIG,
+    /// ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
 }
 
 /// The config file.
@@ -41,17 +60,36 @@ struct Config {
     runtime: RuntimeSettings,
     topics: TopicSettings,
     enrich: EnrichSettings,
+    identity: IdentitySourceSettings,
 }
 
-fn load(args: &Args) -> Result<(ProcessSettings, Topics, EnrichSettings), ConfigError> {
+struct Loaded {
+    process: ProcessSettings,
+    topics: Topics,
+    enrich: EnrichSettings,
+    identity: IdentitySourceSettings,
+}
+
+fn load(args: &Args) -> Result<Loaded, ConfigError> {
     let mut file: Config = config::load_file(args.common.config.as_deref())?;
     args.common
         .apply(&mut file.kafka, &mut file.http, &mut file.log);
     let topics = file
         .topics
         .resolve(&args.topics, "flows.events", "flows.enriched")?;
-    let mut settings = file.enrich;
-    settings.snapshots.extend(args.snapshots.iter().cloned());
+    let mut enrich = file.enrich;
+    enrich.snapshots.extend(args.snapshots.iter().cloned());
+    let mut identity = file.identity;
+    if let Some(topic) = &args.identity_topic {
+        identity.topic = Some(topic.clone());
+    }
+    identity.kube |= args.kube;
+    if let Some(cluster) = &args.kube_cluster_id {
+        identity.kube_cluster_id = Some(cluster.clone());
+    }
+    if let Some(path) = &args.kubeconfig {
+        identity.kubeconfig = Some(path.clone());
+    }
     let process = ProcessSettings {
         kafka: file.kafka,
         http: file.http,
@@ -60,13 +98,50 @@ fn load(args: &Args) -> Result<(ProcessSettings, Topics, EnrichSettings), Config
     };
     // Shared sections first: with nothing configured, the brokers are the first thing to set.
     process.validate()?;
-    settings.validate()?;
-    Ok((process, topics, settings))
+    identity.validate()?;
+    if identity.is_configured() {
+        enrich.validate_fields()?;
+    } else {
+        enrich.validate()?;
+    }
+    Ok(Loaded {
+        process,
+        topics,
+        enrich,
+        identity,
+    })
+}
+
+/// The processor over the snapshot table, applying `updates` when live sources feed it.
+fn build(
+    settings: &EnrichSettings,
+    output: String,
+    updates: Option<(IdentityReceiver, IdentityReadiness)>,
+) -> Result<EnrichProcessor, String> {
+    flowlake_enrich::metrics::describe();
+    let table = IdentityTable::load(settings).map_err(|e| e.to_string())?;
+    tracing::info!(stats = ?table.stats(), "identity loaded");
+    let enricher = Enricher::with_settings(table, settings)
+        .map_err(|(name, e)| format!("network set {name}: {e}"))?;
+    let processor = EnrichProcessor::new(enricher, output)
+        .map_err(|e| e.to_string())?
+        .with_max_updates_per_flush(settings.max_updates_per_flush);
+    Ok(match updates {
+        Some((receiver, ready)) => processor
+            .with_updates(receiver)
+            .with_source_readiness(ready),
+        None => processor,
+    })
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let (process, topics, settings) = match load(&args) {
+    let Loaded {
+        process,
+        topics,
+        enrich,
+        identity,
+    } = match load(&args) {
         Ok(loaded) => loaded,
         Err(e) => return app::config_error(BINARY, &e),
     };
@@ -75,11 +150,38 @@ fn main() -> ExitCode {
         input_topics: vec![topics.input],
         dlq_topic: topics.dlq,
     };
-    app::run(process, spec, move || {
-        flowlake_enrich::metrics::describe();
-        let table = IdentityTable::load(&settings).map_err(|e| e.to_string())?;
-        tracing::info!(stats = ?table.stats(), "identity loaded");
-        EnrichProcessor::new(Enricher::new(Arc::new(table)), topics.output)
-            .map_err(|e| e.to_string())
+    if !identity.is_configured() {
+        return app::run(process, spec, move || build(&enrich, topics.output, None));
+    }
+    // Live identity: /readyz also waits for the sources to be read and applied.
+    let stage_ready = Readiness::default();
+    let identity_ready = Readiness::default();
+    let parts = vec![
+        (spec.name.to_owned(), stage_ready.clone()),
+        ("identity".to_owned(), identity_ready.clone()),
+    ];
+    let ProcessSettings {
+        kafka,
+        http,
+        log,
+        runtime,
+    } = process;
+    process::run(&log, http.listen, parts, move |shutdown| async move {
+        sources::describe();
+        let (sender, receiver) = identity_channel(identity.channel_capacity);
+        let mut live = LiveSources::start(&identity, &kafka, sender.clone(), &shutdown)
+            .await
+            .map_err(|e| e.to_string())?;
+        let bootstrapped = IdentityReadiness::new();
+        live.report_readiness(identity_ready, vec![bootstrapped.clone()], move || {
+            sender.max_capacity() - sender.capacity()
+        });
+        let processor = build(&enrich, topics.output, Some((receiver, bootstrapped)))?;
+        tokio::select! {
+            stage = run_stage(spec, processor, &kafka, &runtime, stage_ready, shutdown.clone()) => {
+                stage.map_err(|e| e.to_string())
+            }
+            failed = live.failed() => Err(failed.to_string()),
+        }
     })
 }

@@ -2,7 +2,8 @@
 //!
 //! Per-record counts are tallied in plain integers by the processor and added to
 //! pre-registered handles once per batch ([`EndpointCounters::add`]); labels are bounded
-//! (side × status, identity kind).
+//! (side × status, identity kind; `cluster` × status, which grows with the number of
+//! clusters — tens to a few hundred in the deployments we serve, four series each).
 
 use flowlake_schemas::EnrichmentStatus;
 use metrics::{Counter, Gauge, Unit};
@@ -11,8 +12,17 @@ use crate::table::TableStats;
 
 /// Endpoints enriched, by side (`src`, `dst`) and status (`hit`, `miss`, `stale`, `hint`).
 pub const ENDPOINTS_TOTAL: &str = "flowlake_enrich_endpoints_total";
-/// Entries in the identity table, by kind (`pod`, `node`, `service`, `namespace`).
+/// Endpoints enriched, by cluster and status.
+pub const CLUSTER_ENDPOINTS_TOTAL: &str = "flowlake_enrich_cluster_endpoints_total";
+/// Entries in the identity table, by kind (`pod`, `node`, `service`, `namespace`, `owner`,
+/// `network_set`, `address`, `ended`, `dns_address`).
 pub const IDENTITY_ENTRIES: &str = "flowlake_enrich_identity_entries";
+/// Identity records applied to the table.
+pub const IDENTITY_UPDATES_TOTAL: &str = "flowlake_enrich_identity_updates_total";
+/// Deleted objects forgotten after their retention.
+pub const IDENTITY_PRUNED_TOTAL: &str = "flowlake_enrich_identity_pruned_total";
+/// Identity records waiting in the channel.
+pub const IDENTITY_PENDING: &str = "flowlake_enrich_identity_pending_updates";
 
 /// Describes every metric of the stage (call once at start-up, after the recorder is
 /// installed).
@@ -22,10 +32,30 @@ pub fn describe() {
         Unit::Count,
         "Flow endpoints enriched, by side (src, dst) and enrichment status (hit, miss, stale, hint)"
     );
+    metrics::describe_counter!(
+        CLUSTER_ENDPOINTS_TOTAL,
+        Unit::Count,
+        "Flow endpoints enriched, by cluster and enrichment status (hit, miss, stale, hint)"
+    );
     metrics::describe_gauge!(
         IDENTITY_ENTRIES,
         Unit::Count,
-        "Entries in the identity table in use, by kind (pod, node, service: addresses; namespace)"
+        "Entries in the identity table, by kind (pod, node, service, namespace, owner, network_set objects; address: addresses held; ended: deleted objects kept for late flows; dns_address: addresses with learned DNS names)"
+    );
+    metrics::describe_counter!(
+        IDENTITY_UPDATES_TOTAL,
+        Unit::Count,
+        "Identity records applied to the table"
+    );
+    metrics::describe_counter!(
+        IDENTITY_PRUNED_TOTAL,
+        Unit::Count,
+        "Deleted identity objects forgotten after the deleted retention"
+    );
+    metrics::describe_gauge!(
+        IDENTITY_PENDING,
+        Unit::Count,
+        "Identity records waiting to be applied"
     );
 }
 
@@ -141,18 +171,112 @@ impl EndpointCounters {
     }
 }
 
-/// Sets [`IDENTITY_ENTRIES`] from a newly built table.
+/// Kinds of [`IDENTITY_ENTRIES`], in [`TableGauges`] order.
+const ENTRY_KINDS: [&str; 9] = [
+    "pod",
+    "node",
+    "service",
+    "namespace",
+    "owner",
+    "network_set",
+    "address",
+    "ended",
+    "dns_address",
+];
+
+/// Pre-registered handles of the table's gauges and update counters.
+#[derive(Clone)]
+pub struct TableGauges {
+    entries: [Gauge; 9],
+    updates: Counter,
+    pruned: Counter,
+    pending: Gauge,
+}
+
+impl std::fmt::Debug for TableGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableGauges").finish_non_exhaustive()
+    }
+}
+
+impl TableGauges {
+    /// Registers the series with the installed recorder.
+    pub fn register() -> Self {
+        TableGauges {
+            entries: ENTRY_KINDS.map(|kind| metrics::gauge!(IDENTITY_ENTRIES, "kind" => kind)),
+            updates: metrics::counter!(IDENTITY_UPDATES_TOTAL),
+            pruned: metrics::counter!(IDENTITY_PRUNED_TOTAL),
+            pending: metrics::gauge!(IDENTITY_PENDING),
+        }
+    }
+
+    /// Sets the entry gauges from `stats` and the DNS cache size.
+    pub fn set_entries(&self, stats: &TableStats, dns_addresses: usize) {
+        let values = [
+            stats.pods,
+            stats.nodes,
+            stats.services,
+            stats.namespaces,
+            stats.owners,
+            stats.network_sets,
+            stats.addresses,
+            stats.ended,
+            dns_addresses as u64,
+        ];
+        for (gauge, value) in self.entries.iter().zip(values) {
+            // Exact as f64 up to 2^53 entries.
+            gauge.set(value as f64);
+        }
+    }
+
+    /// Counts applied updates, pruned objects and what is still pending.
+    pub fn add_updates(&self, applied: u64, pruned: u64, pending: usize) {
+        self.updates.increment(applied);
+        self.pruned.increment(pruned);
+        self.pending.set(pending as f64);
+    }
+}
+
+/// Sets [`IDENTITY_ENTRIES`] from a table (a one-off, for callers without handles).
 pub fn record_identity_entries(stats: &TableStats) {
-    let kinds = [
-        ("pod", stats.pods),
-        ("node", stats.nodes),
-        ("service", stats.services),
-        ("namespace", stats.namespaces),
-    ];
-    for (kind, entries) in kinds {
-        let gauge: Gauge = metrics::gauge!(IDENTITY_ENTRIES, "kind" => kind);
-        // Exact as f64 up to 2^53 entries.
-        gauge.set(entries as f64);
+    TableGauges::register().set_entries(stats, 0);
+}
+
+/// One cluster's [`CLUSTER_ENDPOINTS_TOTAL`] handles and the counts not yet added.
+pub struct ClusterCounters {
+    handles: [Counter; 4],
+    counts: [u64; 4],
+}
+
+impl ClusterCounters {
+    /// Registers the four series of `cluster` with the installed recorder.
+    pub fn register(cluster: &str) -> Self {
+        let cluster = cluster.to_owned();
+        ClusterCounters {
+            handles: STATUSES.map(|status| {
+                metrics::counter!(
+                    CLUSTER_ENDPOINTS_TOTAL,
+                    "cluster" => cluster.clone(),
+                    "status" => status_label(status)
+                )
+            }),
+            counts: [0; 4],
+        }
+    }
+
+    /// Counts one endpoint.
+    pub fn record(&mut self, status: EnrichmentStatus) {
+        self.counts[status_index(status)] += 1;
+    }
+
+    /// Adds the counts to the counters and clears them.
+    pub fn flush(&mut self) {
+        for (handle, count) in self.handles.iter().zip(self.counts.iter_mut()) {
+            if *count > 0 {
+                handle.increment(*count);
+                *count = 0;
+            }
+        }
     }
 }
 

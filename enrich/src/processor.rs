@@ -4,8 +4,13 @@
 //! One output per input, keyed like its input so an event's partition (and with it the
 //! order of a source's events) stays the same from topic to topic. A record that is not a
 //! `FlowEvent` is rejected (`malformed_avro`) and goes to the dead-letter topic with the
-//! decoder's reason; it never stops the stage. Nothing is held between records, so the
+//! decoder's reason; it never stops the stage. No flow is held between records, so the
 //! runtime may commit up to the last record read once its outputs are acknowledged.
+//!
+//! The processor owns the identity table. Identity updates arrive on an
+//! [`IdentityReceiver`] and are applied in `flush_due` (after every batch and on every
+//! tick), at most `max_updates_per_flush` per call, then deleted objects past their
+//! retention are pruned (see [`crate::updates`] and [`Enricher::prune`]).
 
 use std::future::Future;
 use std::time::SystemTime;
@@ -14,7 +19,9 @@ use flowlake_runtime::{Input, Outputs, Processor, ProcessorError, Rejection};
 use flowlake_schemas::{AvroCodec, CodecError, EnrichedFlow, FlowEvent};
 
 use crate::enricher::Enricher;
-use crate::metrics::{EndpointCounters, EndpointTally, FlowSide, record_identity_entries};
+use crate::metrics::{EndpointCounters, EndpointTally, FlowSide, TableGauges};
+use crate::settings::DEFAULT_MAX_UPDATES_PER_FLUSH;
+use crate::updates::{IdentityReadiness, IdentityReceiver};
 
 /// Rejection class of an input that does not decode as a `FlowEvent`.
 pub const MALFORMED_AVRO: &str = "malformed_avro";
@@ -36,6 +43,10 @@ pub struct EnrichProcessor {
     output_topic: String,
     tally: EndpointTally,
     counters: EndpointCounters,
+    gauges: TableGauges,
+    updates: Option<IdentityReceiver>,
+    max_updates_per_flush: usize,
+    sources: Vec<IdentityReadiness>,
 }
 
 impl std::fmt::Debug for EnrichProcessor {
@@ -50,7 +61,8 @@ impl EnrichProcessor {
     /// A processor that writes to `output_topic`. Registers the endpoint counters with the
     /// recorder installed now and sets the identity-entry gauges from the enricher's table.
     pub fn new(enricher: Enricher, output_topic: impl Into<String>) -> Result<Self, CodecError> {
-        record_identity_entries(enricher.table().stats());
+        let gauges = TableGauges::register();
+        gauges.set_entries(&enricher.table().stats(), enricher.dns_entries());
         Ok(EnrichProcessor {
             enricher,
             events: AvroCodec::new()?,
@@ -58,12 +70,70 @@ impl EnrichProcessor {
             output_topic: output_topic.into(),
             tally: EndpointTally::default(),
             counters: EndpointCounters::register(),
+            gauges,
+            updates: None,
+            max_updates_per_flush: DEFAULT_MAX_UPDATES_PER_FLUSH,
+            sources: Vec::new(),
         })
+    }
+
+    /// Applies the identity records of `receiver` between batches.
+    pub fn with_updates(mut self, receiver: IdentityReceiver) -> Self {
+        self.updates = Some(receiver);
+        self
+    }
+
+    /// Applies at most `max` identity records per `flush_due` call (at least 1).
+    pub fn with_max_updates_per_flush(mut self, max: usize) -> Self {
+        self.max_updates_per_flush = max.max(1);
+        self
+    }
+
+    /// Counts `source` among those that must be bootstrapped before
+    /// [`EnrichProcessor::identity_ready`] says so.
+    pub fn with_source_readiness(mut self, source: IdentityReadiness) -> Self {
+        self.sources.push(source);
+        self
+    }
+
+    /// Identity records sent but not applied yet.
+    pub fn pending_updates(&self) -> usize {
+        self.updates.as_ref().map_or(0, |r| r.len())
+    }
+
+    /// True when every source has sent its initial state and nothing is pending: the table
+    /// is as complete as the sources can make it (for `/readyz`).
+    pub fn identity_ready(&self) -> bool {
+        self.sources.iter().all(IdentityReadiness::is_ready) && self.pending_updates() == 0
+    }
+
+    /// Applies up to `max` pending identity records; returns how many. Never waits.
+    pub fn apply_updates(&mut self, max: usize) -> usize {
+        let Some(receiver) = self.updates.as_mut() else {
+            return 0;
+        };
+        let mut applied = 0;
+        while applied < max {
+            match receiver.try_recv() {
+                Ok(record) => {
+                    self.enricher.table_mut().apply(&record);
+                    applied += 1;
+                }
+                // Empty, or every sender gone (sources stopped): the table stays as it is.
+                Err(_) => break,
+            }
+        }
+        applied
     }
 
     /// The enricher (and through it the identity table) in use.
     pub fn enricher(&self) -> &Enricher {
         &self.enricher
+    }
+
+    /// The enricher, to apply identity directly (tests, in-process sources).
+    pub fn enricher_mut(&mut self) -> &mut Enricher {
+        &mut self.enricher
     }
 
     /// Endpoints counted since the last flush to the metrics.
@@ -73,6 +143,7 @@ impl EnrichProcessor {
 
     fn flush_tally(&mut self) {
         self.counters.add(&mut self.tally);
+        self.enricher.flush_cluster_counts();
     }
 }
 
@@ -101,11 +172,19 @@ impl Processor for EnrichProcessor {
 
     fn flush_due(
         &mut self,
-        _now: SystemTime,
+        now: SystemTime,
         _out: &mut Outputs,
     ) -> impl Future<Output = Result<(), ProcessorError>> + Send {
         // Called after every batch: the batch's counts go to the counters in one step.
         self.flush_tally();
+        let applied = self.apply_updates(self.max_updates_per_flush);
+        let pruned = self.enricher.prune(now);
+        if applied > 0 || pruned > 0 {
+            self.gauges
+                .set_entries(&self.enricher.table().stats(), self.enricher.dns_entries());
+        }
+        self.gauges
+            .add_updates(applied as u64, pruned, self.pending_updates());
         std::future::ready(Ok(()))
     }
 
@@ -312,8 +391,9 @@ mod tests {
         ] {
             let payload = codec.encode(&event(src, dst)?)?;
             let input = Input::from_payload("flows.events", 0, 0, &payload);
-            processor
-                .process(&input, &mut out)
+            // A cluster's own series register on its first flow, with the recorder then
+            // installed (the global one in the binary).
+            metrics::with_local_recorder(&recorder, || processor.process(&input, &mut out))
                 .map_err(|r| r.to_string())?;
         }
         let src_hit = "flowlake_enrich_endpoints_total{side=src,status=hit}";
@@ -351,8 +431,80 @@ mod tests {
             .counters
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .len();
+            .keys()
+            .filter(|k| k.starts_with("flowlake_enrich_endpoints_total{"))
+            .count();
         assert_eq!(registered, 8);
+        // Per cluster, once the cluster's first flow is seen: prod had 3 hits, 3 misses.
+        assert_eq!(
+            recorder.value("flowlake_enrich_cluster_endpoints_total{cluster=prod,status=hit}"),
+            3
+        );
+        assert_eq!(
+            recorder.value("flowlake_enrich_cluster_endpoints_total{cluster=prod,status=miss}"),
+            3
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn identity_updates_are_applied_between_batches_a_bounded_number_at_a_time() -> TestResult {
+        use flowlake_schemas::{IdentityKind, IdentityRecord};
+
+        use crate::updates::{IdentityReadiness, identity_channel};
+
+        let (sender, receiver) = identity_channel(8);
+        let source = IdentityReadiness::new();
+        let mut processor = processor()?
+            .with_updates(receiver)
+            .with_max_updates_per_flush(2)
+            .with_source_readiness(source.clone());
+        for i in 0..3u8 {
+            sender.try_send(IdentityRecord {
+                cluster_id: "prod".into(),
+                kind: IdentityKind::Pod,
+                uid: format!("uid-{i}"),
+                namespace: Some("shop".into()),
+                name: format!("api-{i}"),
+                ips: vec![std::net::IpAddr::from([10, 2, 0, i]).into()],
+                ..IdentityRecord::default()
+            })?;
+        }
+        source.set(true);
+        assert_eq!(processor.pending_updates(), 3);
+        assert!(!processor.identity_ready(), "updates are still pending");
+
+        let codec = AvroCodec::<FlowEvent>::new()?;
+        let payload = codec.encode(&event("10.2.0.2", "10.2.0.0")?)?;
+        let input = Input::from_payload("flows.events", 0, 0, &payload);
+        let enriched_dst_status =
+            |p: &mut EnrichProcessor| -> Result<_, Box<dyn std::error::Error>> {
+                let mut out = Outputs::default();
+                p.process(&input, &mut out).map_err(|r| r.to_string())?;
+                let record = out.take().pop().ok_or("no output")?;
+                let flow = AvroCodec::<EnrichedFlow>::new()?.decode(&record.payload)?;
+                Ok((flow.src.status, flow.dst.status))
+            };
+        // Nothing applied before the first flush.
+        assert_eq!(
+            enriched_dst_status(&mut processor)?,
+            (EnrichmentStatus::Miss, EnrichmentStatus::Miss)
+        );
+        let mut out = Outputs::default();
+        complete(processor.flush_due(SystemTime::now(), &mut out)).ok_or("pending")??;
+        // Two of three: api-0 and api-1 known, api-2 not yet.
+        assert_eq!(processor.pending_updates(), 1);
+        assert_eq!(
+            enriched_dst_status(&mut processor)?,
+            (EnrichmentStatus::Miss, EnrichmentStatus::Hit)
+        );
+        complete(processor.flush_due(SystemTime::now(), &mut out)).ok_or("pending")??;
+        assert_eq!(processor.pending_updates(), 0);
+        assert!(processor.identity_ready());
+        assert_eq!(
+            enriched_dst_status(&mut processor)?,
+            (EnrichmentStatus::Hit, EnrichmentStatus::Hit)
+        );
         Ok(())
     }
 }

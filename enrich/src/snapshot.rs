@@ -281,6 +281,17 @@ impl Snapshot {
         }
     }
 
+    /// Decodes one API object (JSON with its `kind`) exactly as a snapshot item is decoded,
+    /// into a snapshot holding just that object (or counting it as skipped). The live
+    /// Kubernetes watch uses this so both sources interpret objects identically; the error
+    /// names the object.
+    pub(crate) fn from_api_object(value: Value) -> Result<Snapshot, String> {
+        let object = Object::from_value(value).map_err(|e| e.to_string())?;
+        let mut snapshot = Snapshot::default();
+        snapshot.push(object);
+        Ok(snapshot)
+    }
+
     /// Items skipped because enrich does not read their kind.
     pub fn skipped_total(&self) -> u64 {
         self.skipped.values().sum()

@@ -1,41 +1,65 @@
-//! The identity table: (cluster, IP) → the pod, node or Service that holds the address.
+//! The identity table: (cluster, IP) → the pod, node or Service that held the address at
+//! a given time (an as-of join).
 //!
-//! Invariant: a table is immutable once built, so lookups take no lock; a newer view of a
-//! cluster is a new table swapped in behind an `Arc`. It knows nothing of where identity
-//! came from: [`IdentityTableBuilder`] takes plain [`Snapshot`] objects, whichever source
-//! produced them. Keys are canonical (IPv4-mapped IPv6 is stored and looked up as IPv4) and
-//! scoped by cluster, because clusters may reuse pod CIDRs.
+//! Protocol: every source — snapshot files, the live watch, the `k8s.identity` topic —
+//! reaches the table as upserts of one object at a time ([`IdentityTable::apply`] for an
+//! [`IdentityRecord`], [`IdentityTableBuilder`] for snapshots), keyed by (cluster, kind,
+//! uid). The table is owned by one processor and changed only between batches, so lookups
+//! take no lock.
 //!
-//! When two objects claim one address, the one most likely to hold it now wins: a running
-//! pod, then a terminating pod, a node address, a Service address, a hostNetwork pod's node,
-//! and last a finished pod (whose IP the kubelet has released); among pods of equal standing
-//! the newest. Claims are counted as conflicts.
+//! Invariants:
+//! - Each object holds its addresses for one interval, `[created_at (or first observed_at),
+//!   deleted_at)`; snapshot objects from `creationTimestamp` (or −∞) to +∞. A record with
+//!   `deleted_at` ends the interval and a deletion is final for a uid (uids are never
+//!   reused): a later non-deleted record of it is ignored. A pod whose addresses go away
+//!   while it exists (phase `Succeeded`/`Failed`: the kubelet released them) ends its
+//!   interval at that record's `observed_at`. Labels and names are the object's latest.
+//! - Per (cluster, IP) the table keeps every holder whose interval has not been pruned.
+//!   [`ClusterTable::lookup`] answers with the holder whose interval contains the flow's
+//!   time (`hit`). When several do (a record of the old holder's deletion has not arrived
+//!   yet, a Service and a pod on one address), the strongest claim wins — a running pod,
+//!   a terminating pod, a node, a Service, a hostNetwork pod's node, a finished pod — then
+//!   the holder whose interval ends first (two pods cannot hold one address at once, so a
+//!   pod known to have released it later held it earlier), then the newest.
+//! - When no interval contains the time but the address had holders, the answer is the
+//!   holder nearest in time, marked `stale`: the endpoint says who had the address just
+//!   before or after, and that it was not them at the flow's time. It is never reported as
+//!   a `hit`.
+//! - Ended intervals are pruned once they end before the cluster's event-time horizon
+//!   (see [`IdentityTable::prune`]); until then late flows still resolve to them.
+//! - Keys are canonical (IPv4-mapped IPv6 is stored and looked up as IPv4) and scoped by
+//!   cluster, because clusters may reuse pod CIDRs.
 //!
-//! Memory (target ≤ 300 bytes per pod): an entry is 96 bytes inline, about 150 with the
-//! hash table's slack; what pods share is stored once and reference-counted — one string
-//! per namespace, node, workload kind and name, one label map per distinct label set, one
-//! [`Workload`] per (namespace, owner, service account). A pod's own heap is its name and
-//! uid (about 100 bytes with allocator overhead), so a pod costs about 250 bytes.
+//! Memory (target ≤ 300 bytes per pod, measured in BENCHMARKS.md): an object lives once in
+//! a slab (its identity, interval, addresses and uid; a Kubernetes uuid is kept as 16
+//! bytes), the address map holds 4-byte slab indices, the uid index is a raw hash table of
+//! slab indices hashed by the object's own uid. What pods share is stored once and
+//! reference-counted: one string per namespace, node, workload kind and name, one label
+//! map per distinct label set, one [`Workload`] per (namespace, owner, service account).
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
+use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use flowlake_schemas::{Labels, Timestamp};
+use flowlake_schemas::{
+    EnrichmentStatus, IdentityKind, IdentityRecord, Labels, OwnerRef, Timestamp,
+};
+use hashbrown::{DefaultHashBuilder, HashTable};
 
+use crate::netsets::{Cidr, NetworkSet, PrefixMap};
 use crate::settings::EnrichSettings;
-use crate::snapshot::{OwnerObject, PodObject, Snapshot, SnapshotError};
+use crate::snapshot::{Snapshot, SnapshotError};
+use crate::workload::{Interner, OwnerLink, owner_key, workload_of};
 
-/// Label the Deployment controller puts on a ReplicaSet's pods; its value is the suffix of
-/// the ReplicaSet name.
-const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
-
-/// The CronJob controller names Jobs `<cronjob>-<scheduled time>`, in minutes since the
-/// epoch (seconds before Kubernetes 1.21): at least 8 digits for any date after 1990. A
-/// shorter numeric suffix (`migrate-2`) is a hand-named Job, not a CronJob's.
-const MIN_CRON_JOB_SUFFIX_DIGITS: usize = 8;
+/// Interval bound for "since ever" (a snapshot object without `creationTimestamp`).
+const SINCE_EVER: i64 = i64::MIN;
+/// Interval bound for "still holds it".
+const STILL_HELD: i64 = i64::MAX;
+/// Pruned objects between two sweeps of the interner.
+const INTERNER_SWEEP_EVERY: u64 = 4_096;
 
 /// What the pods of one workload share.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -52,13 +76,76 @@ pub struct Workload {
     pub service_account: Option<Arc<str>>,
 }
 
+/// A Kubernetes object uid: a uuid in 16 bytes, or any other text as given.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Uid {
+    /// A lowercase hyphenated uuid (what the API server assigns).
+    Uuid([u8; 16]),
+    /// Anything else (test fixtures, `namespace/name` for objects without a uid).
+    Text(Box<str>),
+}
+
+impl Uid {
+    /// Parses `text`, keeping it compact when it is a canonical uuid.
+    pub fn new(text: &str) -> Uid {
+        parse_uuid(text).map_or_else(|| Uid::Text(text.into()), Uid::Uuid)
+    }
+}
+
+fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&i| bytes[i] != b'-') {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut nibbles = bytes.iter().filter(|&&b| b != b'-');
+    for byte in &mut out {
+        let mut value = 0u8;
+        for _ in 0..2 {
+            let digit = match nibbles.next()? {
+                d @ b'0'..=b'9' => d - b'0',
+                d @ b'a'..=b'f' => d - b'a' + 10,
+                // Upper case would not print back the same: keep it as text.
+                _ => return None,
+            };
+            value = value << 4 | digit;
+        }
+        *byte = value;
+    }
+    Some(out)
+}
+
+impl fmt::Display for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Uid::Text(text) => f.write_str(text),
+            Uid::Uuid(bytes) => {
+                for (i, byte) in bytes.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        f.write_str("-")?;
+                    }
+                    write!(f, "{byte:02x}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl PartialEq<str> for Uid {
+    fn eq(&self, other: &str) -> bool {
+        match self {
+            Uid::Text(text) => &**text == other,
+            Uid::Uuid(bytes) => parse_uuid(other).as_ref() == Some(bytes),
+        }
+    }
+}
+
 /// A pod that holds an address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodIdentity {
     /// Pod name.
     pub name: Box<str>,
-    /// Pod uid.
-    pub uid: Box<str>,
     /// Node the pod runs on.
     pub node: Option<Arc<str>>,
     /// Pod labels (shared with every pod that has the same set).
@@ -72,7 +159,7 @@ pub struct PodIdentity {
 pub struct NodeIdentity {
     /// Node name.
     pub name: Arc<str>,
-    /// Node labels (empty when the node object was not in the snapshot).
+    /// Node labels (empty when the node object was not known when the address was added).
     pub labels: Arc<Labels>,
 }
 
@@ -108,33 +195,411 @@ impl fmt::Display for Identity {
     }
 }
 
-/// How many entries a table holds, by kind, and what building it found.
+/// The answer of a lookup: the holder and whether it held the address at the time asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found<'a> {
+    /// The holder's identity.
+    pub identity: &'a Identity,
+    /// The holder's uid (a pod's is the endpoint's `pod_uid`).
+    pub uid: &'a Uid,
+    /// `Hit` when the holder held the address at the time asked, `Stale` when it is only
+    /// the nearest holder in time.
+    pub status: EnrichmentStatus,
+}
+
+/// How many objects a table holds, by kind, and what applying updates found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableStats {
-    /// Addresses held by pods.
+    /// Pods (hostNetwork ones included), alive or remembered after deletion.
     pub pods: u64,
-    /// Addresses held by nodes (node addresses and hostNetwork pods).
+    /// Nodes.
     pub nodes: u64,
-    /// Addresses held by Services.
+    /// Services.
     pub services: u64,
     /// Namespaces.
     pub namespaces: u64,
-    /// Addresses claimed by more than one object (the winner is kept, see the module doc).
+    /// ReplicaSets and Jobs (owners naming a workload).
+    pub owners: u64,
+    /// Network-set CIDRs from the API.
+    pub network_sets: u64,
+    /// Addresses with at least one holder.
+    pub addresses: u64,
+    /// Objects whose interval has ended, kept for late flows until pruned.
+    pub ended: u64,
+    /// Times an object claimed an address another live object held.
     pub conflicts: u64,
+    /// Objects pruned after their retention.
+    pub pruned: u64,
+    /// Records ignored (a non-deleted record of a deleted uid; network-set CIDRs that do
+    /// not parse).
+    pub ignored: u64,
+}
+
+/// How strongly an object's claim on an address says it holds it; higher wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Claim {
+    FinishedPod,
+    HostNetworkPod,
+    Service,
+    Node,
+    TerminatingPod,
+    Pod,
+}
+
+/// One object in the slab.
+#[derive(Clone, Debug)]
+struct Object {
+    identity: Identity,
+    uid: Uid,
+    ips: Box<[IpAddr]>,
+    /// Interval start, µs (inclusive).
+    from: i64,
+    /// Interval end, µs (exclusive).
+    until: i64,
+    kind: IdentityKind,
+    claim: Claim,
+}
+
+impl Object {
+    fn contains(&self, at: i64) -> bool {
+        self.from <= at && at < self.until
+    }
+
+    /// How far `at` lies outside the interval.
+    fn distance(&self, at: i64) -> u64 {
+        if at < self.from {
+            self.from.abs_diff(at)
+        } else if at >= self.until {
+            at.abs_diff(self.until)
+        } else {
+            0
+        }
+    }
+}
+
+/// The holders of one address: slab indices, almost always one.
+#[derive(Clone, Debug)]
+enum Holders {
+    One(u32),
+    Many(Box<[u32]>),
+}
+
+impl Holders {
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Holders::One(id) => std::slice::from_ref(id),
+            Holders::Many(ids) => ids,
+        }
+    }
+
+    fn with(&self, id: u32) -> Holders {
+        let mut ids = self.as_slice().to_vec();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+        Holders::Many(ids.into_boxed_slice())
+    }
+
+    /// Without `id`; None when nothing is left.
+    fn without(&self, id: u32) -> Option<Holders> {
+        let ids: Vec<u32> = self
+            .as_slice()
+            .iter()
+            .copied()
+            .filter(|&h| h != id)
+            .collect();
+        match ids.as_slice() {
+            [] => None,
+            [one] => Some(Holders::One(*one)),
+            _ => Some(Holders::Many(ids.into_boxed_slice())),
+        }
+    }
+}
+
+/// A spec of one object, whichever source described it.
+struct Spec {
+    kind: IdentityKind,
+    uid: Uid,
+    ips: Vec<IpAddr>,
+    from: i64,
+    deleted_at: Option<i64>,
+    observed_at: i64,
+    claim: Claim,
+    identity: Identity,
 }
 
 /// One cluster's identities.
-#[derive(Debug, Default)]
-struct ClusterIdentities {
-    by_ip: HashMap<IpAddr, Identity>,
+#[derive(Clone, Debug, Default)]
+pub struct ClusterTable {
+    objects: Vec<Option<Object>>,
+    free: Vec<u32>,
+    by_uid: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    by_ip: HashMap<IpAddr, Holders>,
+    /// (interval end, slab index) of ended objects, earliest first.
+    ended: BinaryHeap<Reverse<(i64, u32)>>,
     namespaces: HashMap<Arc<str>, Arc<Labels>>,
+    node_labels: HashMap<Arc<str>, Arc<Labels>>,
+    owners: HashMap<Box<str>, OwnerLink>,
+    network_sets: PrefixMap<Arc<NetworkSet>>,
+    network_set_cidrs: HashMap<Box<str>, Vec<Cidr>>,
+    stats: TableStats,
 }
 
-/// Identity of every known address, by cluster. Immutable; see the module doc.
-#[derive(Debug, Default)]
+impl ClusterTable {
+    /// The holder of `ip` at `at` (see the module doc for ties and `stale`).
+    pub fn lookup(&self, ip: IpAddr, at: Timestamp) -> Option<Found<'_>> {
+        let holders = self.by_ip.get(&ip.to_canonical())?;
+        let at = at.as_micros();
+        let object = |id: &u32| self.objects.get(*id as usize).and_then(Option::as_ref);
+        let best = match holders {
+            Holders::One(id) => object(id)?,
+            Holders::Many(ids) => {
+                let containing = ids
+                    .iter()
+                    .filter_map(object)
+                    .filter(|o| o.contains(at))
+                    .max_by_key(|o| (o.claim, Reverse(o.until), o.from));
+                match containing {
+                    Some(o) => o,
+                    None => ids
+                        .iter()
+                        .filter_map(object)
+                        .min_by_key(|o| (o.distance(at), Reverse(o.claim), Reverse(o.from)))?,
+                }
+            }
+        };
+        let status = if best.contains(at) {
+            EnrichmentStatus::Hit
+        } else {
+            EnrichmentStatus::Stale
+        };
+        Some(Found {
+            identity: &best.identity,
+            uid: &best.uid,
+            status,
+        })
+    }
+
+    /// The network set (from `network_set` records) with the longest prefix containing
+    /// `ip`, with that prefix's length.
+    pub fn network_set(&self, ip: IpAddr) -> Option<(u8, &Arc<NetworkSet>)> {
+        self.network_sets.longest_match(ip)
+    }
+
+    /// Labels of `namespace`, when a namespace object or record named it.
+    pub fn namespace_labels(&self, namespace: &str) -> Option<&Labels> {
+        self.namespaces.get(namespace).map(|labels| labels.as_ref())
+    }
+
+    /// Entry counts.
+    pub fn stats(&self) -> &TableStats {
+        &self.stats
+    }
+
+    fn uid_hash(&self, kind: IdentityKind, uid: &Uid) -> u64 {
+        self.hasher.hash_one((kind as u8, uid))
+    }
+
+    fn find(&self, kind: IdentityKind, uid: &Uid) -> Option<u32> {
+        let hash = self.uid_hash(kind, uid);
+        self.by_uid
+            .find(hash, |&id| {
+                self.objects[id as usize]
+                    .as_ref()
+                    .is_some_and(|o| o.kind == kind && &o.uid == uid)
+            })
+            .copied()
+    }
+
+    fn count(&mut self, kind: IdentityKind, delta: i64) {
+        let slot = match kind {
+            IdentityKind::Pod => &mut self.stats.pods,
+            IdentityKind::Node => &mut self.stats.nodes,
+            IdentityKind::Service => &mut self.stats.services,
+            _ => return,
+        };
+        *slot = slot.saturating_add_signed(delta);
+    }
+
+    /// Inserts or updates the object `spec` describes.
+    fn upsert(&mut self, spec: Spec) {
+        match self.find(spec.kind, &spec.uid) {
+            Some(id) => self.update(id, spec),
+            None => self.insert(spec),
+        }
+    }
+
+    fn insert(&mut self, spec: Spec) {
+        let mut ips = spec.ips;
+        for ip in &mut ips {
+            *ip = ip.to_canonical();
+        }
+        ips.sort_unstable();
+        ips.dedup();
+        let until = spec.deleted_at.unwrap_or(STILL_HELD).max(spec.from);
+        let object = Object {
+            identity: spec.identity,
+            uid: spec.uid,
+            ips: ips.into_boxed_slice(),
+            from: spec.from,
+            until,
+            kind: spec.kind,
+            claim: spec.claim,
+        };
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.objects.push(None);
+                // More than 4 billion objects in one cluster is not a deployment we serve.
+                u32::try_from(self.objects.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let hash = self.uid_hash(object.kind, &object.uid);
+        if until != STILL_HELD {
+            self.ended.push(Reverse((until, id)));
+            self.stats.ended += 1;
+        }
+        self.count(object.kind, 1);
+        let ips = object.ips.clone();
+        self.objects[id as usize] = Some(object);
+        for &ip in ips.iter() {
+            self.hold(ip, id, until == STILL_HELD);
+        }
+        let objects = &self.objects;
+        let hasher = &self.hasher;
+        self.by_uid.insert_unique(hash, id, |&other| {
+            objects[other as usize]
+                .as_ref()
+                .map_or(0, |o| hasher.hash_one((o.kind as u8, &o.uid)))
+        });
+    }
+
+    fn hold(&mut self, ip: IpAddr, id: u32, live: bool) {
+        match self.by_ip.get_mut(&ip) {
+            Some(holders) => {
+                let identity = self.objects[id as usize].as_ref().map(|o| &o.identity);
+                // A hostNetwork pod on its node's address is the node again, not a rival.
+                if live
+                    && holders.as_slice().iter().any(|&h| {
+                        self.objects[h as usize]
+                            .as_ref()
+                            .is_some_and(|o| o.until == STILL_HELD && Some(&o.identity) != identity)
+                    })
+                {
+                    self.stats.conflicts += 1;
+                    tracing::debug!(%ip, "address claimed by two live objects");
+                }
+                *holders = holders.with(id);
+            }
+            None => {
+                self.by_ip.insert(ip, Holders::One(id));
+            }
+        }
+    }
+
+    fn release(&mut self, ip: IpAddr, id: u32) {
+        if let Some(holders) = self.by_ip.get(&ip) {
+            match holders.without(id) {
+                Some(rest) => {
+                    self.by_ip.insert(ip, rest);
+                }
+                None => {
+                    self.by_ip.remove(&ip);
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, id: u32, at: i64) {
+        if let Some(object) = self.objects[id as usize].as_mut()
+            && object.until == STILL_HELD
+        {
+            object.until = at.max(object.from);
+            self.ended.push(Reverse((object.until, id)));
+            self.stats.ended += 1;
+        }
+    }
+
+    fn update(&mut self, id: u32, spec: Spec) {
+        let Some(object) = self.objects[id as usize].as_mut() else {
+            return;
+        };
+        if object.until != STILL_HELD {
+            // A deletion is final for a uid; an older state arriving late changes nothing.
+            if spec.deleted_at.is_none() {
+                self.stats.ignored += 1;
+            }
+            return;
+        }
+        if let Some(deleted_at) = spec.deleted_at {
+            self.end(id, deleted_at);
+            return;
+        }
+        let mut ips = spec.ips;
+        for ip in &mut ips {
+            *ip = ip.to_canonical();
+        }
+        ips.sort_unstable();
+        ips.dedup();
+        object.identity = spec.identity;
+        object.claim = spec.claim;
+        object.from = spec.from.min(object.from);
+        if ips.is_empty() && !object.ips.is_empty() {
+            // A finished pod released its addresses; flows before now are still its.
+            self.end(id, spec.observed_at);
+            return;
+        }
+        let old = std::mem::take(&mut object.ips);
+        object.ips = ips.clone().into_boxed_slice();
+        for ip in old.iter().filter(|ip| !ips.contains(ip)) {
+            self.release(*ip, id);
+        }
+        for ip in ips.iter().filter(|ip| !old.contains(ip)) {
+            self.hold(*ip, id, true);
+        }
+    }
+
+    /// Forgets objects whose interval ended before `horizon`. Returns how many.
+    fn prune(&mut self, horizon: Timestamp) -> u64 {
+        let mut pruned = 0;
+        while let Some(&Reverse((until, id))) = self.ended.peek() {
+            if until >= horizon.as_micros() {
+                break;
+            }
+            self.ended.pop();
+            let matches = self.objects[id as usize]
+                .as_ref()
+                .is_some_and(|o| o.until == until);
+            if !matches {
+                continue;
+            }
+            let Some(object) = self.objects[id as usize].take() else {
+                continue;
+            };
+            for &ip in object.ips.iter() {
+                self.release(ip, id);
+            }
+            let hash = self.uid_hash(object.kind, &object.uid);
+            if let Ok(entry) = self.by_uid.find_entry(hash, |&other| other == id) {
+                entry.remove();
+            }
+            self.count(object.kind, -1);
+            self.stats.ended = self.stats.ended.saturating_sub(1);
+            self.free.push(id);
+            pruned += 1;
+        }
+        self.stats.pruned += pruned;
+        pruned
+    }
+}
+
+/// Identity of every known address, by cluster. See the module doc.
+#[derive(Clone, Debug, Default)]
 pub struct IdentityTable {
-    clusters: HashMap<Box<str>, ClusterIdentities>,
-    stats: TableStats,
+    clusters: HashMap<Box<str>, ClusterTable>,
+    interner: Interner,
+    pruned_since_sweep: u64,
 }
 
 impl IdentityTable {
@@ -178,41 +643,278 @@ impl IdentityTable {
         Ok(table)
     }
 
-    /// The identity holding `ip` in `cluster` at `at`.
-    pub fn lookup(&self, cluster: &str, ip: IpAddr, at: Timestamp) -> Option<&Identity> {
-        // A snapshot describes one instant, so its entries answer for any time. The as-of
-        // table keeps a validity interval per entry and will choose by `at`.
-        let _ = at;
-        self.clusters.get(cluster)?.by_ip.get(&ip.to_canonical())
+    /// The holder of `ip` in `cluster` at `at`: `hit` when it held the address then,
+    /// `stale` when it is only the nearest holder in time (see the module doc).
+    pub fn lookup(&self, cluster: &str, ip: IpAddr, at: Timestamp) -> Option<Found<'_>> {
+        self.clusters.get(cluster)?.lookup(ip, at)
     }
 
-    /// Labels of `namespace` in `cluster`, when the namespace was in a snapshot.
+    /// One cluster's identities.
+    pub fn cluster(&self, cluster: &str) -> Option<&ClusterTable> {
+        self.clusters.get(cluster)
+    }
+
+    /// Labels of `namespace` in `cluster`, when the namespace is known.
     pub fn namespace_labels(&self, cluster: &str, namespace: &str) -> Option<&Labels> {
-        self.clusters
-            .get(cluster)?
-            .namespaces
-            .get(namespace)
-            .map(|labels| labels.as_ref())
+        self.clusters.get(cluster)?.namespace_labels(namespace)
     }
 
-    /// Entry counts.
-    pub fn stats(&self) -> &TableStats {
-        &self.stats
+    /// Entry counts, summed over clusters.
+    pub fn stats(&self) -> TableStats {
+        let mut total = TableStats::default();
+        for cluster in self.clusters.values() {
+            let s = cluster.stats();
+            total.pods += s.pods;
+            total.nodes += s.nodes;
+            total.services += s.services;
+            total.namespaces += cluster.namespaces.len() as u64;
+            total.owners += cluster.owners.len() as u64;
+            total.network_sets += cluster.network_sets.len() as u64;
+            total.addresses += cluster.by_ip.len() as u64;
+            total.ended += s.ended;
+            total.conflicts += s.conflicts;
+            total.pruned += s.pruned;
+            total.ignored += s.ignored;
+        }
+        total
     }
 
-    /// Clusters with at least one snapshot, sorted.
+    /// Clusters with identities, sorted.
     pub fn clusters(&self) -> Vec<&str> {
         let mut clusters: Vec<&str> = self.clusters.keys().map(|c| c.as_ref()).collect();
         clusters.sort_unstable();
         clusters
     }
+
+    /// Applies one identity record: upsert by (cluster, kind, uid); a record with
+    /// `deleted_at` ends the object's interval (see the module doc).
+    pub fn apply(&mut self, record: &IdentityRecord) {
+        let interner = &mut self.interner;
+        let cluster = {
+            if !self.clusters.contains_key(record.cluster_id.as_str()) {
+                self.clusters
+                    .insert(record.cluster_id.as_str().into(), ClusterTable::default());
+            }
+            match self.clusters.get_mut(record.cluster_id.as_str()) {
+                Some(cluster) => cluster,
+                None => return,
+            }
+        };
+        let uid = if record.uid.is_empty() {
+            Uid::Text(
+                format!(
+                    "{}/{}",
+                    record.namespace.as_deref().unwrap_or(""),
+                    record.name
+                )
+                .into_boxed_str(),
+            )
+        } else {
+            Uid::new(&record.uid)
+        };
+        let deleted_at = record.deleted_at.map(Timestamp::as_micros);
+        let from = record.created_at.unwrap_or(record.observed_at).as_micros();
+        let namespace = record.namespace.as_deref().unwrap_or_default();
+        let ips: Vec<IpAddr> = record.ips.iter().map(|ip| ip.0).collect();
+        let spec = |kind, claim, identity| Spec {
+            kind,
+            uid: uid.clone(),
+            ips: ips.clone(),
+            from,
+            deleted_at,
+            observed_at: record.observed_at.as_micros(),
+            claim,
+            identity,
+        };
+        match record.kind {
+            IdentityKind::Pod => {
+                let spec = if record.host_network {
+                    let Some(node) = record.node.as_deref() else {
+                        return;
+                    };
+                    let identity = node_identity(cluster, interner, node);
+                    spec(
+                        IdentityKind::Pod,
+                        Claim::HostNetworkPod,
+                        Identity::Node(identity),
+                    )
+                } else {
+                    let identity = pod_identity(
+                        cluster,
+                        interner,
+                        PodFields {
+                            namespace,
+                            name: &record.name,
+                            owner: record.owner.as_ref(),
+                            labels: &record.labels,
+                            node: record.node.as_deref(),
+                            service_account: record.service_account.as_deref(),
+                        },
+                    );
+                    spec(IdentityKind::Pod, Claim::Pod, Identity::Pod(identity))
+                };
+                cluster.upsert(spec);
+            }
+            IdentityKind::Service => {
+                let identity = ServiceIdentity {
+                    namespace: interner.string(namespace),
+                    name: interner.string(&record.name),
+                };
+                cluster.upsert(spec(
+                    IdentityKind::Service,
+                    Claim::Service,
+                    Identity::Service(identity),
+                ));
+            }
+            IdentityKind::Node => {
+                let name = interner.string(&record.name);
+                let labels = interner.labels(record.labels.clone());
+                if deleted_at.is_some() {
+                    cluster.node_labels.remove(&name);
+                } else {
+                    cluster
+                        .node_labels
+                        .insert(Arc::clone(&name), Arc::clone(&labels));
+                }
+                cluster.upsert(spec(
+                    IdentityKind::Node,
+                    Claim::Node,
+                    Identity::Node(NodeIdentity { name, labels }),
+                ));
+            }
+            IdentityKind::Namespace => {
+                if deleted_at.is_some() {
+                    cluster.namespaces.remove(record.name.as_str());
+                } else {
+                    let name = interner.string(&record.name);
+                    let labels = interner.labels(record.labels.clone());
+                    cluster.namespaces.insert(name, labels);
+                }
+            }
+            IdentityKind::Owner => {
+                let key = owner_key(&record.uid, namespace, &record.name);
+                if deleted_at.is_some() {
+                    cluster.owners.remove(&key);
+                } else {
+                    let controller = record
+                        .owner
+                        .as_ref()
+                        .map(|o| (interner.string(&o.kind), interner.string(&o.name)));
+                    cluster.owners.insert(key, OwnerLink { controller });
+                }
+            }
+            IdentityKind::NetworkSet => apply_network_set(cluster, interner, record, deleted_at),
+        }
+    }
+
+    /// Forgets, per cluster, objects whose interval ended before that cluster's horizon
+    /// (`horizon(cluster)`; None keeps everything). Returns how many were pruned.
+    pub fn prune(&mut self, mut horizon: impl FnMut(&str) -> Option<Timestamp>) -> u64 {
+        let mut pruned = 0;
+        for (name, cluster) in &mut self.clusters {
+            if let Some(h) = horizon(name) {
+                pruned += cluster.prune(h);
+            }
+        }
+        self.pruned_since_sweep += pruned;
+        if self.pruned_since_sweep >= INTERNER_SWEEP_EVERY {
+            self.interner.collect();
+            self.pruned_since_sweep = 0;
+        }
+        pruned
+    }
 }
 
-/// Collects snapshots per cluster and builds an [`IdentityTable`]. Owners are resolved when
-/// the table is built, so a cluster's pods and ReplicaSets may come from different files.
+/// The pod fields a [`PodIdentity`] is made of.
+struct PodFields<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    owner: Option<&'a OwnerRef>,
+    labels: &'a Labels,
+    node: Option<&'a str>,
+    service_account: Option<&'a str>,
+}
+
+fn pod_identity(
+    cluster: &ClusterTable,
+    interner: &mut Interner,
+    pod: PodFields<'_>,
+) -> PodIdentity {
+    let (kind, name) = workload_of(
+        pod.namespace,
+        pod.name,
+        pod.owner,
+        pod.labels,
+        &cluster.owners,
+    );
+    let workload = Workload {
+        namespace: interner.string(pod.namespace),
+        kind: interner.string(kind),
+        name: interner.string(name),
+        service_account: pod.service_account.map(|s| interner.string(s)),
+    };
+    PodIdentity {
+        name: pod.name.into(),
+        node: pod.node.map(|n| interner.string(n)),
+        labels: interner.labels(pod.labels.clone()),
+        workload: interner.workload(workload),
+    }
+}
+
+fn node_identity(cluster: &ClusterTable, interner: &mut Interner, node: &str) -> NodeIdentity {
+    let name = interner.string(node);
+    let labels = match cluster.node_labels.get(&name) {
+        Some(labels) => Arc::clone(labels),
+        None => interner.labels(Labels::new()),
+    };
+    NodeIdentity { name, labels }
+}
+
+fn apply_network_set(
+    cluster: &mut ClusterTable,
+    interner: &mut Interner,
+    record: &IdentityRecord,
+    deleted_at: Option<i64>,
+) {
+    let key: Box<str> = owner_key(
+        &record.uid,
+        record.namespace.as_deref().unwrap_or_default(),
+        &record.name,
+    );
+    if let Some(old) = cluster.network_set_cidrs.remove(&key) {
+        for cidr in old {
+            cluster.network_sets.remove(cidr);
+        }
+    }
+    if deleted_at.is_some() {
+        return;
+    }
+    let set = Arc::new(NetworkSet {
+        name: interner.string(&record.name),
+        namespace: record.namespace.as_deref().map(|n| interner.string(n)),
+        labels: interner.labels(record.labels.clone()),
+    });
+    let mut cidrs = Vec::with_capacity(record.cidrs.len());
+    for text in &record.cidrs {
+        match text.parse::<Cidr>() {
+            Ok(cidr) => {
+                cluster.network_sets.insert(cidr, Arc::clone(&set));
+                cidrs.push(cidr);
+            }
+            Err(e) => {
+                cluster.stats.ignored += 1;
+                tracing::warn!(cluster = %record.cluster_id, network_set = %record.name, error = %e, "network set CIDR ignored");
+            }
+        }
+    }
+    cluster.network_set_cidrs.insert(key, cidrs);
+}
+
+/// Collects snapshots per cluster and builds an [`IdentityTable`]. Owners are applied
+/// first, so a cluster's pods and ReplicaSets may come from different files.
 #[derive(Debug, Default)]
 pub struct IdentityTableBuilder {
-    clusters: BTreeMap<String, Snapshot>,
+    clusters: std::collections::BTreeMap<String, Snapshot>,
 }
 
 impl IdentityTableBuilder {
@@ -228,302 +930,153 @@ impl IdentityTableBuilder {
 
     /// Builds the table.
     pub fn build(self) -> IdentityTable {
-        let mut interner = Interner::default();
-        let mut stats = TableStats::default();
-        let mut clusters = HashMap::with_capacity(self.clusters.len());
+        let mut table = IdentityTable::default();
         for (cluster_id, snapshot) in self.clusters {
-            let identities = build_cluster(&cluster_id, snapshot, &mut interner, &mut stats);
-            for identity in identities.by_ip.values() {
-                match identity {
-                    Identity::Pod(_) => stats.pods += 1,
-                    Identity::Node(_) => stats.nodes += 1,
-                    Identity::Service(_) => stats.services += 1,
-                }
-            }
-            stats.namespaces += identities.namespaces.len() as u64;
-            clusters.insert(cluster_id.into_boxed_str(), identities);
+            table.add_snapshot(&cluster_id, snapshot);
         }
-        IdentityTable { clusters, stats }
+        table
     }
 }
 
-/// How strongly an object's claim on an address says it holds it now; higher wins.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Claim {
-    FinishedPod,
-    HostNetworkPod,
-    Service,
-    Node,
-    TerminatingPod,
-    Pod,
-}
-
-struct Candidate {
-    claim: Claim,
-    created_at: Option<Timestamp>,
-    identity: Identity,
-}
-
-fn build_cluster(
-    cluster_id: &str,
-    snapshot: Snapshot,
-    interner: &mut Interner,
-    stats: &mut TableStats,
-) -> ClusterIdentities {
-    let Snapshot {
-        pods,
-        services,
-        nodes,
-        namespaces,
-        owners,
-        skipped: _,
-    } = snapshot;
-    let owners_by_name: HashMap<(&str, &str, &str), &OwnerObject> = owners
-        .iter()
-        .map(|o| ((o.kind.as_str(), o.namespace.as_str(), o.name.as_str()), o))
-        .collect();
-    let mut claims: HashMap<IpAddr, Candidate> = HashMap::with_capacity(pods.len());
-    let mut claim = |ip: IpAddr, candidate: Candidate| {
-        insert_claim(cluster_id, &mut claims, ip, candidate, &mut stats.conflicts);
-    };
-
-    let mut node_identities: HashMap<String, NodeIdentity> = HashMap::with_capacity(nodes.len());
-    for node in nodes {
-        let identity = NodeIdentity {
-            name: interner.string(&node.name),
-            labels: interner.labels(node.labels),
-        };
-        for ip in node.ips {
-            claim(
-                ip,
-                candidate(Claim::Node, None, Identity::Node(identity.clone())),
-            );
+impl IdentityTable {
+    /// Adds one snapshot of `cluster_id`: its objects hold their addresses from their
+    /// `creationTimestamp` (or since ever) on.
+    pub fn add_snapshot(&mut self, cluster_id: &str, snapshot: Snapshot) {
+        let Snapshot {
+            pods,
+            services,
+            nodes,
+            namespaces,
+            owners,
+            skipped: _,
+        } = snapshot;
+        let interner = &mut self.interner;
+        if !self.clusters.contains_key(cluster_id) {
+            self.clusters
+                .insert(cluster_id.into(), ClusterTable::default());
         }
-        node_identities.insert(node.name, identity);
-    }
-
-    for service in services {
-        let identity = ServiceIdentity {
-            namespace: interner.string(&service.namespace),
-            name: interner.string(&service.name),
+        let Some(cluster) = self.clusters.get_mut(cluster_id) else {
+            return;
         };
-        for ip in service.ips {
-            claim(
-                ip,
-                candidate(Claim::Service, None, Identity::Service(identity.clone())),
-            );
-        }
-    }
-
-    for pod in pods {
-        if pod.host_network {
-            // The address is the node's; the pod does not own it.
-            let Some(node_name) = &pod.node_name else {
-                continue;
-            };
-            let identity = match node_identities.get(node_name) {
-                Some(node) => node.clone(),
-                None => NodeIdentity {
-                    name: interner.string(node_name),
-                    labels: interner.labels(Labels::new()),
-                },
-            };
-            for &ip in &pod.ips {
-                claim(
-                    ip,
-                    candidate(
-                        Claim::HostNetworkPod,
-                        None,
-                        Identity::Node(identity.clone()),
-                    ),
-                );
-            }
-            continue;
-        }
-        let (workload_kind, workload_name) = workload_of(&pod, &owners_by_name);
-        let workload = Workload {
-            namespace: interner.string(&pod.namespace),
-            kind: interner.string(workload_kind),
-            name: interner.string(workload_name),
-            service_account: pod.service_account.as_deref().map(|s| interner.string(s)),
-        };
-        let workload = interner.workload(workload);
-        let standing = if pod.finished {
-            Claim::FinishedPod
-        } else if pod.deleted_at.is_some() {
-            Claim::TerminatingPod
-        } else {
-            Claim::Pod
-        };
-        let identity = PodIdentity {
-            name: pod.name.into_boxed_str(),
-            uid: pod.uid.into_boxed_str(),
-            node: pod.node_name.as_deref().map(|n| interner.string(n)),
-            labels: interner.labels(pod.labels),
-            workload,
-        };
-        for ip in pod.ips {
-            claim(
-                ip,
-                candidate(standing, pod.created_at, Identity::Pod(identity.clone())),
-            );
-        }
-    }
-
-    let mut by_ip: HashMap<IpAddr, Identity> = claims
-        .into_iter()
-        .map(|(ip, candidate)| (ip, candidate.identity))
-        .collect();
-    by_ip.shrink_to_fit();
-    let namespaces = namespaces
-        .into_iter()
-        .map(|ns| (interner.string(&ns.name), interner.labels(ns.labels)))
-        .collect();
-    ClusterIdentities { by_ip, namespaces }
-}
-
-fn candidate(claim: Claim, created_at: Option<Timestamp>, identity: Identity) -> Candidate {
-    Candidate {
-        claim,
-        created_at,
-        identity,
-    }
-}
-
-fn insert_claim(
-    cluster_id: &str,
-    claims: &mut HashMap<IpAddr, Candidate>,
-    ip: IpAddr,
-    new: Candidate,
-    conflicts: &mut u64,
-) {
-    match claims.entry(ip.to_canonical()) {
-        Entry::Vacant(slot) => {
-            slot.insert(new);
-        }
-        Entry::Occupied(mut slot) => {
-            let current = slot.get_mut();
-            if current.identity == new.identity {
-                // The same object again (a node's hostNetwork pods, a repeated address).
-                current.claim = current.claim.max(new.claim);
-                return;
-            }
-            *conflicts += 1;
-            let replace = (new.claim, new.created_at) > (current.claim, current.created_at);
-            let (kept, dropped) = if replace {
-                (&new.identity, &current.identity)
+        let uid_of = |uid: &str, namespace: &str, name: &str| {
+            if uid.is_empty() {
+                Uid::Text(format!("{namespace}/{name}").into_boxed_str())
             } else {
-                (&current.identity, &new.identity)
-            };
-            tracing::debug!(cluster = cluster_id, %ip, %kept, %dropped, "address claimed twice");
-            if replace {
-                *current = new;
+                Uid::new(uid)
             }
+        };
+        let spec = |kind, uid, ips, from: Option<Timestamp>, claim, identity| Spec {
+            kind,
+            uid,
+            ips,
+            from: from.map_or(SINCE_EVER, Timestamp::as_micros),
+            deleted_at: None,
+            observed_at: SINCE_EVER,
+            claim,
+            identity,
+        };
+        for owner in owners {
+            let controller = owner
+                .controller
+                .as_ref()
+                .map(|o| (interner.string(&o.kind), interner.string(&o.name)));
+            cluster.owners.insert(
+                owner_key(&owner.uid, &owner.namespace, &owner.name),
+                OwnerLink { controller },
+            );
         }
-    }
-}
-
-/// The workload kind and name of a pod, from its controlling owner.
-fn workload_of<'a>(
-    pod: &'a PodObject,
-    owners: &HashMap<(&str, &str, &str), &'a OwnerObject>,
-) -> (&'a str, &'a str) {
-    let Some(owner) = &pod.controller else {
-        return ("Pod", &pod.name);
-    };
-    let listed = owners.get(&(
-        owner.kind.as_str(),
-        pod.namespace.as_str(),
-        owner.name.as_str(),
-    ));
-    match owner.kind.as_str() {
-        // A mirror pod (static pod) is owned by its Node, which is not a workload.
-        "Node" => ("Pod", &pod.name),
-        "ReplicaSet" | "Job" => {
-            if let Some(listed) = listed {
-                // The owner is in the snapshot: its own controller (if any) is the workload.
-                return match &listed.controller {
-                    Some(top) if owner.kind == "ReplicaSet" || top.kind == "CronJob" => {
-                        (&top.kind, &top.name)
-                    }
-                    _ => (&owner.kind, &owner.name),
+        for node in nodes {
+            let name = interner.string(&node.name);
+            let labels = interner.labels(node.labels);
+            cluster
+                .node_labels
+                .insert(Arc::clone(&name), Arc::clone(&labels));
+            let uid = uid_of(&node.uid, "", &node.name);
+            let identity = Identity::Node(NodeIdentity { name, labels });
+            cluster.upsert(spec(
+                IdentityKind::Node,
+                uid,
+                node.ips,
+                None,
+                Claim::Node,
+                identity,
+            ));
+        }
+        for service in services {
+            let identity = Identity::Service(ServiceIdentity {
+                namespace: interner.string(&service.namespace),
+                name: interner.string(&service.name),
+            });
+            let uid = uid_of(&service.uid, &service.namespace, &service.name);
+            cluster.upsert(spec(
+                IdentityKind::Service,
+                uid,
+                service.ips,
+                None,
+                Claim::Service,
+                identity,
+            ));
+        }
+        for pod in pods {
+            let uid = uid_of(&pod.uid, &pod.namespace, &pod.name);
+            let (claim, identity) = if pod.host_network {
+                // The address is the node's; the pod does not own it.
+                let Some(node_name) = &pod.node_name else {
+                    continue;
                 };
-            }
-            let inferred = if owner.kind == "ReplicaSet" {
-                deployment_of(&owner.name, &pod.labels).map(|d| ("Deployment", d))
+                let node = node_identity(cluster, interner, node_name);
+                (Claim::HostNetworkPod, Identity::Node(node))
             } else {
-                cron_job_of(&owner.name).map(|c| ("CronJob", c))
+                let claim = if pod.finished {
+                    Claim::FinishedPod
+                } else if pod.deleted_at.is_some() {
+                    Claim::TerminatingPod
+                } else {
+                    Claim::Pod
+                };
+                let identity = pod_identity(
+                    cluster,
+                    interner,
+                    PodFields {
+                        namespace: &pod.namespace,
+                        name: &pod.name,
+                        owner: pod.controller.as_ref(),
+                        labels: &pod.labels,
+                        node: pod.node_name.as_deref(),
+                        service_account: pod.service_account.as_deref(),
+                    },
+                );
+                (claim, Identity::Pod(identity))
             };
-            inferred.unwrap_or((&owner.kind, &owner.name))
+            cluster.upsert(spec(
+                IdentityKind::Pod,
+                uid,
+                pod.ips,
+                pod.created_at,
+                claim,
+                identity,
+            ));
         }
-        _ => (&owner.kind, &owner.name),
-    }
-}
-
-/// `reviews-v1` for ReplicaSet `reviews-v1-545db77b95` when the pod's `pod-template-hash`
-/// label is `545db77b95` (the Deployment controller's naming).
-fn deployment_of<'a>(replica_set: &'a str, labels: &Labels) -> Option<&'a str> {
-    let (deployment, hash) = replica_set.rsplit_once('-')?;
-    let hash_matches = labels
-        .get(POD_TEMPLATE_HASH_LABEL)
-        .is_some_and(|label| label == hash);
-    (hash_matches && !deployment.is_empty()).then_some(deployment)
-}
-
-/// `backup` for Job `backup-28734120` (the CronJob controller's naming).
-fn cron_job_of(job: &str) -> Option<&str> {
-    let (cron_job, suffix) = job.rsplit_once('-')?;
-    let scheduled =
-        suffix.len() >= MIN_CRON_JOB_SUFFIX_DIGITS && suffix.bytes().all(|b| b.is_ascii_digit());
-    (scheduled && !cron_job.is_empty()).then_some(cron_job)
-}
-
-/// Shares equal strings, label sets and workloads while a table is built.
-#[derive(Default)]
-struct Interner {
-    strings: HashSet<Arc<str>>,
-    labels: HashSet<Arc<Labels>>,
-    workloads: HashSet<Arc<Workload>>,
-}
-
-impl Interner {
-    fn string(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.strings.get(text) {
-            return Arc::clone(shared);
+        for namespace in namespaces {
+            let name = interner.string(&namespace.name);
+            let labels = interner.labels(namespace.labels);
+            cluster.namespaces.insert(name, labels);
         }
-        let shared: Arc<str> = Arc::from(text);
-        self.strings.insert(Arc::clone(&shared));
-        shared
-    }
-
-    fn labels(&mut self, labels: Labels) -> Arc<Labels> {
-        if let Some(shared) = self.labels.get(&labels) {
-            return Arc::clone(shared);
-        }
-        let shared = Arc::new(labels);
-        self.labels.insert(Arc::clone(&shared));
-        shared
-    }
-
-    fn workload(&mut self, workload: Workload) -> Arc<Workload> {
-        if let Some(shared) = self.workloads.get(&workload) {
-            return Arc::clone(shared);
-        }
-        let shared = Arc::new(workload);
-        self.workloads.insert(Arc::clone(&shared));
-        shared
+        cluster.by_ip.shrink_to_fit();
+        cluster.objects.shrink_to_fit();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
     use std::path::PathBuf;
 
     use proptest::prelude::*;
 
     use super::*;
     use crate::settings::SnapshotSource;
-    use crate::snapshot::{NodeObject, ServiceObject};
+    use crate::snapshot::{NodeObject, PodObject, ServiceObject};
     use crate::test_support::{hubble_fixture, hubble_table, table};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -536,7 +1089,7 @@ mod tests {
     }
 
     fn pod_at<'t>(table: &'t IdentityTable, cluster: &str, addr: &str) -> Option<&'t PodIdentity> {
-        match table.lookup(cluster, ip(addr), AT) {
+        match table.lookup(cluster, ip(addr), AT).map(|f| f.identity) {
             Some(Identity::Pod(pod)) => Some(pod),
             _ => None,
         }
@@ -627,7 +1180,8 @@ mod tests {
 
         let web = pod_at(&table, "c", "10.0.0.1").ok_or("no pod at 10.0.0.1")?;
         assert_eq!(&*web.name, "web-6b7f9c8d5-abcde");
-        assert_eq!(&*web.uid, "uid-web-6b7f9c8d5-abcde");
+        let found = table.lookup("c", ip("10.0.0.1"), AT).ok_or("no 10.0.0.1")?;
+        assert_eq!(found.uid.to_string(), "uid-web-6b7f9c8d5-abcde");
         assert_eq!(web.node.as_deref(), Some("n1"));
         assert_eq!(&*web.workload.namespace, "ns");
         assert_eq!(web.workload.service_account.as_deref(), Some("sa"));
@@ -664,10 +1218,13 @@ mod tests {
 
     #[test]
     fn an_entry_stays_small() {
-        // The per-pod memory budget (≤ 300 bytes, see the module doc) leaves this much for
-        // the inline entry; the rest is the hash table's slack and the pod's name and uid.
-        let entry = std::mem::size_of::<(IpAddr, Identity)>();
-        assert!(entry <= 96, "{entry} bytes");
+        // The per-pod memory budget (≤ 300 bytes, see the module doc and BENCHMARKS.md)
+        // leaves this much for the slab object and the address entry; the rest is the
+        // tables' slack, the uid index and the pod's name.
+        let object = std::mem::size_of::<Option<Object>>();
+        assert!(object <= 136, "{object} bytes");
+        let address = std::mem::size_of::<(IpAddr, Holders)>();
+        assert!(address <= 40, "{address} bytes");
     }
 
     #[test]
@@ -697,7 +1254,10 @@ mod tests {
         let node =
             r#"{"kind": "Node", "metadata": {"name": "n1", "labels": {"zone": "a"}}}"#.to_owned();
         let table = table("c", &list(&[host, orphan, node]))?;
-        match table.lookup("c", ip("192.168.0.10"), AT) {
+        match table
+            .lookup("c", ip("192.168.0.10"), AT)
+            .map(|f| f.identity)
+        {
             Some(Identity::Node(node)) => {
                 assert_eq!(&*node.name, "n1");
                 assert_eq!(node.labels.get("zone").map(String::as_str), Some("a"));
@@ -705,15 +1265,20 @@ mod tests {
             other => panic!("expected node n1, got {other:?}"),
         }
         // Node n2 is not in the snapshot: its name still comes from the pod.
-        match table.lookup("c", ip("192.168.0.11"), AT) {
+        match table
+            .lookup("c", ip("192.168.0.11"), AT)
+            .map(|f| f.identity)
+        {
             Some(Identity::Node(node)) => {
                 assert_eq!(&*node.name, "n2");
                 assert!(node.labels.is_empty());
             }
             other => panic!("expected node n2, got {other:?}"),
         }
-        assert_eq!(table.stats().pods, 0);
-        assert_eq!(table.stats().nodes, 2);
+        // Two hostNetwork pods, one node object; both addresses resolve to nodes.
+        assert_eq!(table.stats().pods, 2);
+        assert_eq!(table.stats().nodes, 1);
+        assert_eq!(table.stats().addresses, 2);
         Ok(())
     }
 
@@ -732,11 +1297,11 @@ mod tests {
         }
         let older = pod_json("old", "10.0.0.2", "", "", "").replace(
             r#""uid": "uid-old""#,
-            r#""uid": "uid-old", "creationTimestamp": "2024-01-01T00:00:00Z""#,
+            r#""uid": "uid-old", "creationTimestamp": "2023-01-01T00:00:00Z""#,
         );
         let newer = pod_json("new", "10.0.0.2", "", "", "").replace(
             r#""uid": "uid-new""#,
-            r#""uid": "uid-new", "creationTimestamp": "2024-01-02T00:00:00Z""#,
+            r#""uid": "uid-new", "creationTimestamp": "2023-01-02T00:00:00Z""#,
         );
         let table = table("c", &list(&[newer, older]))?;
         assert_eq!(
@@ -856,12 +1421,12 @@ mod tests {
                 "gke-ilya-otel-demo-1-ilya-otel-demo-1-6114bb84-zr1l",
             ),
         ] {
-            match table.lookup(c, ip(addr), AT) {
+            match table.lookup(c, ip(addr), AT).map(|f| f.identity) {
                 Some(Identity::Node(n)) => assert_eq!(&*n.name, node, "{addr}"),
                 other => panic!("{addr}: expected node {node}, got {other:?}"),
             }
         }
-        match table.lookup(c, ip("10.96.0.10"), AT) {
+        match table.lookup(c, ip("10.96.0.10"), AT).map(|f| f.identity) {
             Some(Identity::Service(s)) => {
                 assert_eq!((&*s.namespace, &*s.name), ("kube-system", "kube-dns"))
             }
@@ -877,13 +1442,16 @@ mod tests {
             assert!(table.lookup(c, ip(addr), AT).is_none(), "{addr}");
         }
         assert_eq!(
-            *table.stats(),
+            table.stats(),
             TableStats {
-                pods: 22,
+                // 22 pods with their own address and the hostNetwork kube-apiserver pod.
+                pods: 23,
                 nodes: 6,
                 services: 2,
                 namespaces: 5,
-                conflicts: 0
+                addresses: 30,
+                conflicts: 0,
+                ..TableStats::default()
             }
         );
         assert_eq!(
@@ -912,6 +1480,7 @@ mod tests {
                     path: extra,
                 },
             ],
+            ..EnrichSettings::default()
         };
         let table = IdentityTable::load(&settings)?;
         assert_eq!(table.clusters(), vec!["kind", "other"]);
@@ -924,6 +1493,7 @@ mod tests {
                 cluster_id: "x".into(),
                 path: PathBuf::from("/nonexistent.json"),
             }],
+            ..EnrichSettings::default()
         };
         match IdentityTable::load(&missing) {
             Err(SnapshotError::Read { path, .. }) => {
@@ -1019,7 +1589,7 @@ mod tests {
             .map(|i| {
                 table
                     .lookup("c", IpAddr::from([10, 0, 0, i]), AT)
-                    .map(|id| id.to_string())
+                    .map(|f| f.identity.to_string())
             })
             .collect()
     }

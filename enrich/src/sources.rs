@@ -1,0 +1,252 @@
+//! Live identity sources and where their records go.
+//!
+//! A source (the Kubernetes watch, the `k8s.identity` reader) produces [`IdentityRecord`]s
+//! in the order it observed them and hands each to an [`IdentitySink`]; `send` waits while
+//! the sink is full, so a slow consumer (a broker outage behind the publisher, a busy
+//! table) holds the source back instead of buffering without bound. A source marks its
+//! `Readiness` once it has delivered everything that existed when it started.
+//!
+//! The metric names of the identity sources are catalogued here ([`describe`]).
+
+use std::path::PathBuf;
+
+use flowlake_runtime::config::{self, ConfigError, KafkaSettings};
+use flowlake_runtime::http::Readiness;
+use flowlake_schemas::IdentityRecord;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::identity_topic::{self, FollowError};
+use crate::updates::IdentityReadiness;
+use crate::watch::{self, WatchError};
+
+/// Records read from the identity topic, by outcome (`applied`, `tombstone`, `invalid`).
+pub const TOPIC_RECORDS: &str = "flowlake_enrich_identity_topic_records_total";
+/// Records produced by a Kubernetes watch, by kind (`pod`, `service`, …) and change
+/// (`upsert`, `delete`).
+pub const WATCH_RECORDS: &str = "flowlake_enrich_identity_watch_records_total";
+/// Kubernetes watch errors (the watch retries with backoff), by watched resource.
+pub const WATCH_ERRORS: &str = "flowlake_enrich_identity_watch_errors_total";
+
+/// Records and tombstones the identity publisher produced, by change (`upsert`, `delete`,
+/// `tombstone`).
+pub const PUBLISHED_RECORDS: &str = "flowlake_identity_publisher_records_total";
+
+/// Describes the identity-source metrics (once, at start-up).
+pub fn describe() {
+    metrics::describe_counter!(
+        PUBLISHED_RECORDS,
+        "Identity records and tombstones the publisher produced, by change"
+    );
+    metrics::describe_counter!(
+        TOPIC_RECORDS,
+        "Identity records read from the identity topic, by outcome"
+    );
+    metrics::describe_counter!(
+        WATCH_RECORDS,
+        "Identity records produced by the Kubernetes watch, by kind and change"
+    );
+    metrics::describe_counter!(
+        WATCH_ERRORS,
+        "Kubernetes watch errors, by resource; the watch retries with backoff"
+    );
+}
+
+/// The receiving end of a source is gone (the process is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("identity sink closed")]
+pub struct SinkClosed;
+
+/// Where a source delivers its records.
+pub trait IdentitySink: Send {
+    /// Delivers one record, waiting while the sink is full.
+    fn send(
+        &mut self,
+        record: IdentityRecord,
+    ) -> impl Future<Output = Result<(), SinkClosed>> + Send;
+}
+
+impl IdentitySink for mpsc::Sender<IdentityRecord> {
+    async fn send(&mut self, record: IdentityRecord) -> Result<(), SinkClosed> {
+        mpsc::Sender::send(self, record)
+            .await
+            .map_err(|_| SinkClosed)
+    }
+}
+
+/// Records buffered between the live sources and the table (see `updates`): enough to
+/// absorb a burst of pod churn, small enough to bound memory (~1 KiB a record).
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 4096;
+
+/// How often the process's `/readyz` looks at its sources while they bootstrap.
+const READINESS_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `[identity]`: enrich's live identity sources (snapshot files are `[enrich]`'s).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentitySourceSettings {
+    /// Compacted identity topic (`k8s.identity`) to read from its beginning and follow;
+    /// none by default.
+    pub topic: Option<String>,
+    /// Watch one cluster's Kubernetes API directly.
+    pub kube: bool,
+    /// The `cluster_id` of the watched cluster's flows; required with `kube`.
+    pub kube_cluster_id: Option<String>,
+    /// kubeconfig for the direct watch; default: in-cluster service account,
+    /// `KUBECONFIG`, `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    /// Records buffered on their way to the table.
+    pub channel_capacity: usize,
+}
+
+impl Default for IdentitySourceSettings {
+    fn default() -> Self {
+        IdentitySourceSettings {
+            topic: None,
+            kube: false,
+            kube_cluster_id: None,
+            kubeconfig: None,
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+        }
+    }
+}
+
+impl IdentitySourceSettings {
+    /// True when at least one live source is configured.
+    pub fn is_configured(&self) -> bool {
+        self.topic.is_some() || self.kube
+    }
+
+    /// Checks the fields; errors name them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(topic) = &self.topic {
+            config::validate_topic("identity.topic", topic)?;
+        }
+        if self.kube {
+            match self.kube_cluster_id.as_deref().map(str::trim) {
+                None | Some("") => {
+                    return Err(ConfigError::invalid(
+                        "identity.kube_cluster_id",
+                        "required with --kube: set --kube-cluster-id to the cluster_id the watched cluster's flows carry",
+                    ));
+                }
+                Some(_) => {}
+            }
+        } else if self.kube_cluster_id.is_some() || self.kubeconfig.is_some() {
+            return Err(ConfigError::invalid(
+                "identity.kube",
+                "kube_cluster_id/kubeconfig are set but the watch is off: add --kube",
+            ));
+        }
+        if self.channel_capacity == 0 {
+            return Err(ConfigError::invalid(
+                "identity.channel_capacity",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a live source could not start or stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The Kubernetes API cannot be reached at all.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+    /// The identity topic cannot be read.
+    #[error(transparent)]
+    Topic(#[from] FollowError),
+    /// A source task panicked.
+    #[error("identity source task failed: {0}")]
+    Task(String),
+}
+
+/// The running live sources of a process.
+pub struct LiveSources {
+    tasks: JoinSet<Result<(), SourceError>>,
+    ready: Vec<(&'static str, Readiness)>,
+}
+
+impl LiveSources {
+    /// Starts the configured sources, each sending to its clone of `sink`, until
+    /// `shutdown`. Fails when the Kubernetes configuration cannot be loaded.
+    pub async fn start<S>(
+        settings: &IdentitySourceSettings,
+        kafka: &KafkaSettings,
+        sink: S,
+        shutdown: &CancellationToken,
+    ) -> Result<LiveSources, SourceError>
+    where
+        S: IdentitySink + Clone + 'static,
+    {
+        let mut tasks = JoinSet::new();
+        let mut ready = Vec::new();
+        if let Some(topic) = &settings.topic {
+            let flag = Readiness::default();
+            let (kafka, topic, mut sink, stop) =
+                (kafka.clone(), topic.clone(), sink.clone(), shutdown.clone());
+            let task_flag = flag.clone();
+            tasks.spawn(async move {
+                identity_topic::follow(&kafka, &topic, &mut sink, task_flag, stop)
+                    .await
+                    .map_err(SourceError::from)
+            });
+            ready.push(("identity-topic", flag));
+        }
+        if settings.kube {
+            let client = watch::client(settings.kubeconfig.as_deref()).await?;
+            let cluster = settings.kube_cluster_id.clone().unwrap_or_default();
+            let flag = Readiness::default();
+            let (mut sink, stop, task_flag) = (sink.clone(), shutdown.clone(), flag.clone());
+            tasks.spawn(async move {
+                // Err only when the table's channel closed: the process is stopping.
+                let _ = watch::run(client, &cluster, Vec::new(), &mut sink, task_flag, stop).await;
+                Ok(())
+            });
+            ready.push(("kube-watch", flag));
+        }
+        Ok(LiveSources { tasks, ready })
+    }
+
+    /// Sets `ready` (and each of `flags`, the processor's view) once every source has
+    /// sent its initial state and `pending()` — records sent but not yet applied — is 0.
+    /// Returns at once when there are no sources.
+    pub fn report_readiness(
+        &self,
+        ready: Readiness,
+        flags: Vec<IdentityReadiness>,
+        pending: impl Fn() -> usize + Send + 'static,
+    ) {
+        let sources: Vec<Readiness> = self.ready.iter().map(|(_, r)| r.clone()).collect();
+        tokio::spawn(async move {
+            let mut poll = tokio::time::interval(READINESS_POLL);
+            loop {
+                poll.tick().await;
+                let bootstrapped = sources.iter().all(Readiness::get);
+                for flag in &flags {
+                    flag.set(bootstrapped);
+                }
+                if bootstrapped && pending() == 0 {
+                    tracing::info!("identity sources bootstrapped");
+                    ready.set(true);
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Resolves when a source stopped with an error (never, while they run).
+    pub async fn failed(&mut self) -> SourceError {
+        loop {
+            match self.tasks.join_next().await {
+                Some(Ok(Err(e))) => return e,
+                Some(Err(e)) => return SourceError::Task(e.to_string()),
+                Some(Ok(Ok(()))) => {}
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+}
