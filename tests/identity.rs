@@ -448,9 +448,24 @@ async fn enrich_bootstraps_from_the_identity_topic_and_enriches_with_it() {
         .map(|(k, v)| (Some(k.as_bytes()), v.as_slice()))
         .collect();
     support::produce(&brokers, "k8s.identity", &batch).await;
-    support::eventually(Duration::from_secs(30), "enrich ready", || {
-        (enrich.get("/readyz").map(|(code, _)| code) == Some(200)).then_some(())
-    });
+    // Ready means caught up with the topic as enrich first saw it; the topic may still have
+    // been empty then (it was created just before the records were produced), so also wait
+    // until the records are in the table. (Tansu also reports a partition's end offset as the
+    // start of its last batch plus one, which can make "caught up" early on that broker.)
+    let applied = records.len() as f64;
+    support::eventually(
+        Duration::from_secs(30),
+        "enrich ready with the identity applied",
+        || {
+            let ready = enrich.get("/readyz").map(|(code, _)| code) == Some(200);
+            let metrics = enrich
+                .get("/metrics")
+                .map(|(_, body)| body)
+                .unwrap_or_default();
+            let updates = stages::metric_sum(&metrics, "flowlake_enrich_identity_updates_total");
+            (ready && updates >= applied).then_some(())
+        },
+    );
 
     let now = Timestamp::now();
     let event = FlowEvent {

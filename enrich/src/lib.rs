@@ -16,7 +16,6 @@ pub mod identity_topic;
 pub mod metrics;
 pub mod netsets;
 pub mod objects_to_identity;
-pub mod process;
 pub mod processor;
 pub mod publisher;
 pub mod settings;

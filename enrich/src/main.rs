@@ -7,7 +7,7 @@ use clap::Parser;
 use flowlake_enrich::sources::{self, IdentitySourceSettings, LiveSources};
 use flowlake_enrich::{
     EnrichProcessor, EnrichSettings, Enricher, IdentityReadiness, IdentityReceiver, IdentityTable,
-    SnapshotSource, identity_channel, process,
+    SnapshotSource, identity_channel,
 };
 use flowlake_runtime::app::{self, ProcessSettings};
 use flowlake_runtime::config::{
@@ -166,7 +166,7 @@ fn main() -> ExitCode {
         log,
         runtime,
     } = process;
-    process::run(&log, http.listen, parts, move |shutdown| async move {
+    flowlake_runtime::app::run_parts(&log, http.listen, parts, move |shutdown| async move {
         sources::describe();
         let (sender, receiver) = identity_channel(identity.channel_capacity);
         let mut live = LiveSources::start(&identity, &kafka, sender.clone(), &shutdown)

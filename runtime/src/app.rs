@@ -2,7 +2,10 @@
 //! signals and the exit code. Exit codes: 0 after a clean shutdown, 1 when the stage failed,
 //! 2 for a configuration error (reported before anything starts).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, HttpSettings, KafkaSettings, LogSettings, RuntimeSettings};
 use crate::http::{self, Readiness};
@@ -48,12 +51,44 @@ where
     F: FnOnce() -> Result<P, E>,
     E: std::fmt::Display,
 {
-    telemetry::init_logging(&settings.log);
+    let ProcessSettings {
+        kafka,
+        http,
+        log,
+        runtime,
+    } = settings;
+    let readiness = Readiness::default();
+    let parts = vec![(spec.name.to_owned(), readiness.clone())];
+    run_parts(&log, http.listen, parts, move |shutdown| async move {
+        let stage = spec.name;
+        let processor = build().map_err(|e| format!("cannot start stage {stage}: {e}"))?;
+        run_stage(spec, processor, &kafka, &runtime, readiness, shutdown)
+            .await
+            .map_err(|e| format!("stage {stage} stopped: {e}"))
+    })
+}
+
+/// Runs `body` as a process: the Tokio runtime, logs, the metrics recorder, one HTTP port
+/// whose `/readyz` waits for every named part, and the shutdown token (cancelled by
+/// SIGTERM/SIGINT) that `body` gets and must return soon after. For binaries that run more
+/// than one loop (a stage plus identity sources, the identity publisher); [`run`] is the
+/// single-stage case. Exit code 0 when `body` returns `Ok`, 1 otherwise.
+pub fn run_parts<F, Fut>(
+    log: &LogSettings,
+    listen: SocketAddr,
+    parts: Vec<(String, Readiness)>,
+    body: F,
+) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    telemetry::init_logging(log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
             return ExitCode::FAILURE;
@@ -61,29 +96,17 @@ where
     };
     runtime.block_on(async move {
         let metrics = telemetry::init_metrics();
-        let processor = match build() {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(stage = spec.name, error = %e, "cannot start the stage");
-                return ExitCode::FAILURE;
-            }
-        };
         let shutdown = shutdown::on_signals();
-        let readiness = Readiness::default();
-        let served = http::serve(settings.http.listen, metrics, vec![(spec.name.to_owned(), readiness.clone())], shutdown.clone()).await;
-        if let Err(e) = served {
-            tracing::error!(address = %settings.http.listen, error = %e, "cannot listen for http (set --http-listen)");
+        if let Err(e) = http::serve(listen, metrics, parts, shutdown.clone()).await {
+            tracing::error!(address = %listen, error = %e, "cannot listen for http (set --http-listen)");
             return ExitCode::FAILURE;
         }
-        let stage = spec.name;
-        match run_stage(spec, processor, &settings.kafka, &settings.runtime, readiness, shutdown.clone()).await {
-            Ok(()) => {
-                shutdown.cancel();
-                ExitCode::SUCCESS
-            }
+        let result = body(shutdown.clone()).await;
+        shutdown.cancel();
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!(stage, error = %e, "stage stopped");
-                shutdown.cancel();
+                tracing::error!(error = %e, "stopped");
                 ExitCode::FAILURE
             }
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use flowlake_enrich::publisher::{self, PublisherSettings};
-use flowlake_enrich::{process, sources};
+use flowlake_enrich::sources;
 use flowlake_runtime::app;
 use flowlake_runtime::config::{
     self, CommonArgs, ConfigError, HttpSettings, KafkaSettings, LogSettings,
@@ -80,7 +80,7 @@ fn main() -> ExitCode {
     };
     let ready = Readiness::default();
     let parts = vec![("identity-publisher".to_owned(), ready.clone())];
-    process::run(
+    flowlake_runtime::app::run_parts(
         &config.log,
         config.http.listen,
         parts,
