@@ -119,6 +119,21 @@ impl StageProcess {
         }
     }
 
+    /// Kills the stage with SIGKILL, as a crash or an OOM kill would: no drain, no final
+    /// commit. Returns once the process is gone.
+    pub fn kill9(&mut self) -> ExitStatus {
+        let Some(mut child) = self.child.take() else {
+            panic!("{} already stopped", self.name)
+        };
+        // std's Child::kill sends SIGKILL on Unix.
+        child
+            .kill()
+            .unwrap_or_else(|e| panic!("kill -9 {}: {e}", self.name));
+        child
+            .wait()
+            .unwrap_or_else(|e| panic!("wait for {}: {e}", self.name))
+    }
+
     /// Last lines of the stage's log.
     pub fn log_tail(&self) -> String {
         support::log_tail(&self.log, 40)
