@@ -54,6 +54,14 @@ pub fn check_event(
             "`start_time` is missing",
         ));
     }
+    // No flow log predates 1970: a negative time is a clock or unit error. Rejecting it also
+    // keeps canonical JSON and Avro in agreement (JSON reads an epoch `end_time` as absent).
+    if event.start_time < Timestamp::EPOCH {
+        return Err(Rejection::new(
+            reject::INVALID_TIME,
+            format!("`start_time` {} is before 1970-01-01", event.start_time),
+        ));
+    }
     for (field, port) in [("src_port", event.src_port), ("dst_port", event.dst_port)] {
         if let Some(port) = port.filter(|p| !(0..=65_535).contains(p)) {
             return Err(Rejection::new(
@@ -164,6 +172,16 @@ mod tests {
                 },
                 reject::MISSING_FIELD,
                 "`start_time` is missing",
+            ),
+            (
+                // Fuzz finding F1: accepted before, and read back differently from JSON.
+                FlowEvent {
+                    start_time: Timestamp::from_micros(-34),
+                    end_time: Timestamp::EPOCH,
+                    ..valid()
+                },
+                reject::INVALID_TIME,
+                "`start_time` 1969-12-31T23:59:59.999966Z is before 1970-01-01",
             ),
             (
                 FlowEvent {

@@ -200,7 +200,9 @@ pub struct AvroCodec<T: AvroRecord> {
     /// Other writer schemas we can resolve from, by single-object fingerprint.
     known_writers: HashMap<u64, Schema>,
     /// Confluent schema ids → writer schema.
-    confluent_ids: HashMap<u32, Schema>,
+    /// Confluent schema ids → writer schema, or None when it is our own schema (decided
+    /// once here: fingerprinting a schema per message would cost more than decoding it).
+    confluent_ids: HashMap<u32, Option<Schema>>,
     record: PhantomData<fn() -> T>,
 }
 
@@ -242,7 +244,8 @@ impl<T: AvroRecord> AvroCodec<T> {
     ) -> Result<Self, CodecError> {
         let schema =
             Schema::parse_str(writer_schema_json).map_err(|e| CodecError::Schema(Box::new(e)))?;
-        self.confluent_ids.insert(id, schema);
+        let writer = (fingerprint(&schema) != self.fingerprint).then_some(schema);
+        self.confluent_ids.insert(id, writer);
         Ok(self)
     }
 
@@ -295,8 +298,8 @@ impl<T: AvroRecord> AvroCodec<T> {
             let (header, body) = split_header(message, CONFLUENT_HEADER_LEN)?;
             let id = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
             match self.confluent_ids.get(&id) {
-                Some(writer) if fingerprint(writer) == self.fingerprint => self.read_own(body),
-                Some(writer) => self.read_resolving(writer, body),
+                Some(None) => self.read_own(body),
+                Some(Some(writer)) => self.read_resolving(writer, body),
                 None => Err(CodecError::UnknownSchemaId {
                     record: T::NAME,
                     id,
