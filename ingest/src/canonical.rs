@@ -2,8 +2,9 @@
 //!
 //! Canonical JSON is the JSON shape of the schemas crate: times as RFC 3339 text or integer
 //! microseconds, IPs as text, anything optional may be left out. Canonical Avro is what
-//! ingest itself writes (single-object encoding), or the same schema in Confluent framing
-//! for the schema ids configured in `ingest.confluent_schema_ids`.
+//! ingest itself writes (single-object encoding), or a FlowEvent schema in Confluent framing
+//! for the schema ids configured in `ingest.confluent_schema_ids` or learnt from the Schema
+//! Registry ([`crate::registry`], before decoding).
 //!
 //! The record is taken as written, with three gaps filled so that a hand-written record is
 //! usable: an empty `event_id` becomes the hash of the message (as for Hubble), an empty

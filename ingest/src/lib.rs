@@ -17,11 +17,11 @@ mod json;
 pub mod metrics;
 pub mod netobserv;
 pub mod processor;
+pub mod registry;
 pub mod reject;
 pub mod settings;
 pub mod validate;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use flowlake_runtime::{ConfigError, Rejection};
@@ -61,8 +61,8 @@ pub struct DecodeContext {
     pub max_future_skew: Duration,
     /// The reference time for `max_future_skew`.
     pub now: Timestamp,
-    /// Reads canonical Avro (shared: building one parses the schema).
-    avro: Arc<AvroCodec<FlowEvent>>,
+    /// Reads canonical Avro; learns Confluent schema ids from the registry as they appear.
+    avro: AvroCodec<FlowEvent>,
 }
 
 impl DecodeContext {
@@ -80,13 +80,28 @@ impl DecodeContext {
             max_message_bytes: settings.max_message_bytes,
             max_future_skew: settings.max_future_skew,
             now: Timestamp::now(),
-            avro: Arc::new(avro),
+            avro,
         })
     }
 
     /// The canonical Avro codec (also the one that writes `flows.events`).
     pub fn avro_codec(&self) -> &AvroCodec<FlowEvent> {
         &self.avro
+    }
+
+    /// Whether Confluent-framed canonical Avro with schema id `id` can be read.
+    pub fn knows_confluent_schema(&self, id: u32) -> bool {
+        self.avro.has_confluent_schema(id)
+    }
+
+    /// Reads Confluent-framed canonical Avro with schema id `id` from now on, written with
+    /// `writer_schema_json` (a FlowEvent schema from the registry).
+    pub fn add_confluent_schema(
+        &mut self,
+        id: u32,
+        writer_schema_json: &str,
+    ) -> Result<(), CodecError> {
+        self.avro.add_confluent_schema(id, writer_schema_json)
     }
 }
 

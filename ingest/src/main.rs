@@ -32,6 +32,9 @@ struct Args {
     /// canonical-json, canonical-avro) instead of detecting it per message.
     #[arg(long, env = "FLOWLAKE_FORMAT")]
     format: Option<String>,
+    /// Confluent Schema Registry URL for Confluent-framed Avro with an unconfigured schema id.
+    #[arg(long, env = "FLOWLAKE_SCHEMA_REGISTRY_URL")]
+    schema_registry_url: Option<String>,
 }
 
 /// The config file.
@@ -59,6 +62,9 @@ fn load(args: &Args) -> Result<(ProcessSettings, Topics, IngestSettings), Config
     }
     if let Some(format) = &args.format {
         settings.format = Some(format.clone());
+    }
+    if let Some(url) = &args.schema_registry_url {
+        settings.schema_registry_url = Some(url.clone());
     }
     let process = ProcessSettings {
         kafka: file.kafka,

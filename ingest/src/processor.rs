@@ -8,20 +8,32 @@
 //! messages without one. The key keeps all flows of one source in one partition:
 //! `{cluster_id}/{src_ip}`, else `{cluster_id}/{namespace}/{name}` of the source hint,
 //! else `{cluster_id}/-`.
+//!
+//! Two exceptions to that purity, both dead-lettered rather than guessed: a Confluent schema
+//! id learnt from the Schema Registry (see [`crate::registry`]; a failed lookup rejects the
+//! message, which can be replayed from the DLQ), and a message whose schema id travels in a
+//! `__value_schema_id` / `__key_schema_id` header, which is refused whatever its payload: its
+//! payload has no id prefix, so reading it as Confluent framing would misread the datum.
 
 use std::future::Future;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use flowlake_runtime::{Input, Outputs, Processor, ProcessorError, Rejection};
+use flowlake_schemas::codec::CONFLUENT_MAGIC;
 use flowlake_schemas::{FlowEvent, Timestamp};
 
 use crate::format::Format;
 use crate::metrics::IngestMetrics;
+use crate::registry::SchemaRegistry;
 use crate::settings::IngestSettings;
 use crate::{DecodeContext, IngestError, decode, reject};
 
 /// Header that pins the format of one message, overriding `ingest.format`.
 pub const FORMAT_HEADER: &str = "flowlake.format";
+
+/// Headers in which Confluent's newer serializers (`HeaderSchemaIdSerializer`) carry the
+/// schema id (a GUID) instead of the payload prefix; flowlake does not read them.
+pub const SCHEMA_ID_HEADERS: [&str; 2] = ["__value_schema_id", "__key_schema_id"];
 
 /// Decodes raw flow messages and produces canonical `FlowEvent`s.
 #[derive(Debug)]
@@ -30,6 +42,8 @@ pub struct IngestProcessor {
     configured_format: Option<Format>,
     output_topic: String,
     metrics: IngestMetrics,
+    /// Looks up unknown Confluent schema ids; None without `ingest.schema_registry_url`.
+    registry: Option<SchemaRegistry>,
 }
 
 impl IngestProcessor {
@@ -45,6 +59,10 @@ impl IngestProcessor {
             ctx,
             output_topic: output_topic.into(),
             metrics: IngestMetrics::register(),
+            registry: settings
+                .schema_registry_url
+                .as_deref()
+                .map(SchemaRegistry::new),
         })
     }
 
@@ -53,6 +71,7 @@ impl IngestProcessor {
         input: &Input<'_>,
         out: &mut Outputs,
     ) -> Result<Format, Rejection> {
+        reject_header_schema_id(input)?;
         let Some(payload) = input.payload else {
             return Err(Rejection::new(
                 reject::EMPTY_MESSAGE,
@@ -64,6 +83,7 @@ impl IngestProcessor {
             .timestamp_millis
             .filter(|millis| *millis > 0)
             .map_or_else(Timestamp::now, Timestamp::from_millis);
+        self.resolve_schema_id(payload)?;
         let (format, event) = decode(payload, &self.ctx)?;
         let bytes = self.ctx.avro_codec().encode(&event).map_err(|e| {
             tracing::error!(error = %e, format = format.name(), "cannot encode a decoded flow event");
@@ -71,6 +91,24 @@ impl IngestProcessor {
         })?;
         out.send(&self.output_topic, Some(partition_key(&event)), bytes);
         Ok(format)
+    }
+
+    /// Confluent-framed canonical Avro with a schema id the codec does not know: asks the
+    /// registry (if one is configured) before decoding, so that `decode` stays pure.
+    fn resolve_schema_id(&mut self, payload: &[u8]) -> Result<(), Rejection> {
+        let Some(registry) = self.registry.as_mut() else {
+            return Ok(());
+        };
+        // A payload that starts with the Confluent magic byte is detected as canonical Avro.
+        if !matches!(self.ctx.format, None | Some(Format::CanonicalAvro)) {
+            return Ok(());
+        }
+        let Some(id) = confluent_schema_id(payload) else {
+            return Ok(());
+        };
+        registry
+            .resolve(id, &mut self.ctx, Instant::now())
+            .map_err(|r| r.with_format(Format::CanonicalAvro.name()))
     }
 }
 
@@ -103,6 +141,33 @@ impl Processor for IngestProcessor {
     ) -> impl Future<Output = Result<(), ProcessorError>> + Send {
         self.metrics.flush();
         async { Ok(()) }
+    }
+}
+
+/// The schema id of Confluent framing (`00` + 4-byte big-endian id), if `payload` has one.
+fn confluent_schema_id(payload: &[u8]) -> Option<u32> {
+    match payload {
+        [CONFLUENT_MAGIC, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+/// Refuses a message whose schema id is in a header, whatever its payload.
+fn reject_header_schema_id(input: &Input<'_>) -> Result<(), Rejection> {
+    match SCHEMA_ID_HEADERS
+        .into_iter()
+        .find(|name| input.header(name).is_some())
+    {
+        None => Ok(()),
+        Some(name) => Err(Rejection::new(
+            reject::UNSUPPORTED_FRAMING,
+            format!(
+                "header {name} carries the schema id (Confluent header framing); flowlake reads \
+                 schema ids only from the payload: configure the producer to write the id in \
+                 the payload (PrefixSchemaIdSerializer, the default)"
+            ),
+        )
+        .with_format(Format::CanonicalAvro.name())),
     }
 }
 
@@ -147,8 +212,10 @@ fn partition_key(event: &FlowEvent) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::IngestError;
     use crate::accepted;
     use crate::metrics::test_recorder::TestRecorder;
+    use crate::registry::tests::fake_registry;
     use flowlake_runtime::processor::BorrowedHeaders;
     use flowlake_schemas::{AvroCodec, EndpointHint};
     use rdkafka::message::{Header, OwnedHeaders};
@@ -322,6 +389,171 @@ mod tests {
             pinned_format(Some(&[0xff]), None).map_err(|r| r.class),
             Err(reject::UNKNOWN_FORMAT)
         );
+    }
+
+    /// The sample FlowEvent in Confluent framing under schema `id`.
+    fn confluent(id: u32) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let single =
+            AvroCodec::<FlowEvent>::new()?.encode(&flowlake_schemas::samples::flow_event())?;
+        let mut framed = vec![CONFLUENT_MAGIC];
+        framed.extend_from_slice(&id.to_be_bytes());
+        framed.extend_from_slice(&single[10..]);
+        Ok(framed)
+    }
+
+    fn with_registry(url: &str) -> Result<IngestProcessor, IngestError> {
+        let settings = IngestSettings {
+            schema_registry_url: Some(url.to_owned()),
+            ..IngestSettings::for_cluster("kind")
+        };
+        IngestProcessor::new(&settings, "out")
+    }
+
+    fn now_input(payload: &[u8]) -> Input<'_> {
+        Input {
+            timestamp_millis: None,
+            ..input(payload, None)
+        }
+    }
+
+    /// An id the settings do not list is fetched once, on a runtime worker thread as in the
+    /// stage, and never again.
+    #[test]
+    fn unknown_confluent_ids_come_from_the_registry_once() -> TestResult {
+        let schema = <FlowEvent as flowlake_schemas::AvroRecord>::schema().canonical_form();
+        let answer = serde_json::json!({ "schema": schema }).to_string();
+        // Answers one request, then stops listening: a second lookup would fail.
+        let (url, server) = fake_registry(vec![(200, answer)])?;
+        let mut processor = with_registry(&url)?;
+        let payload = confluent(21)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let outputs = runtime.block_on(runtime.spawn(async move {
+            let mut out = Outputs::default();
+            let first = processor.process(&now_input(&payload), &mut out);
+            let second = processor.process(&now_input(&payload), &mut out);
+            (first, second, out.take())
+        }))?;
+        let (first, second, records) = outputs;
+        accepted(first)?;
+        accepted(second)?;
+        assert_eq!(
+            server.join().map_err(|_| "server panicked")?,
+            vec!["GET /schemas/ids/21 HTTP/1.1"]
+        );
+        assert_eq!(records.len(), 2);
+        let expected = flowlake_schemas::samples::flow_event();
+        for record in records {
+            assert_eq!(
+                AvroCodec::<FlowEvent>::new()?.decode(&record.payload)?,
+                expected
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_registry_schema_that_is_not_a_flow_event_is_unknown() -> TestResult {
+        let other = r#"{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"long"}]}"#;
+        let answer = serde_json::json!({ "schema": other }).to_string();
+        let (url, server) = fake_registry(vec![(200, answer)])?;
+        let mut processor = with_registry(&url)?;
+        let mut out = Outputs::default();
+        let payload = confluent(5)?;
+        let expected = Rejection::new(
+            reject::UNKNOWN_SCHEMA,
+            "Confluent schema id 5 is record shop.Order, not flowlake.FlowEvent",
+        )
+        .with_format("canonical-avro");
+        assert_eq!(
+            processor.process(&now_input(&payload), &mut out),
+            Err(expected.clone())
+        );
+        // Remembered: the same rejection without asking again (the server has stopped).
+        assert_eq!(
+            processor.process(&now_input(&payload), &mut out),
+            Err(expected)
+        );
+        assert_eq!(server.join().map_err(|_| "server panicked")?.len(), 1);
+        assert_eq!(out.len(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn an_unreachable_registry_dead_letters_for_replay() -> TestResult {
+        // A port nothing listens on any more.
+        let url = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            format!("http://{}", listener.local_addr()?)
+        };
+        let mut processor = with_registry(&url)?;
+        let mut out = Outputs::default();
+        let rejection = processor
+            .process(&now_input(&confluent(7)?), &mut out)
+            .err();
+        let rejection = rejection.ok_or("accepted without a registry")?;
+        assert_eq!(rejection.class, reject::SCHEMA_REGISTRY_UNAVAILABLE);
+        assert_eq!(rejection.format, Some("canonical-avro"));
+        assert!(
+            rejection
+                .message
+                .starts_with("Confluent schema id 7: Schema Registry lookup failed (")
+                && rejection.message.ends_with(
+                    "); the record is intact, replay it from the DLQ once the registry answers"
+                )
+                && !rejection.message.contains(&url),
+            "{}",
+            rejection.message
+        );
+        // Ids the settings list need no registry; other formats never ask it.
+        accepted(processor.process(&input(line(1), None), &mut out))?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_schema_id_in_a_header_is_refused_whatever_the_payload() -> TestResult {
+        let mut processor = IngestProcessor::new(&IngestSettings::for_cluster("kind"), "out")?;
+        let mut out = Outputs::default();
+        // A payload that would decode without the header.
+        let payload =
+            AvroCodec::<FlowEvent>::new()?.encode(&flowlake_schemas::samples::flow_event())?;
+        accepted(processor.process(&now_input(&payload), &mut out))?;
+        let guid = OwnedHeaders::new().insert(Header {
+            key: "__value_schema_id",
+            value: Some(&b"\x01\x8f\x2a"[..]),
+        });
+        let err = processor
+            .process(&input(&payload, Some(guid.as_borrowed())), &mut out)
+            .err();
+        assert_eq!(
+            err,
+            Some(
+                Rejection::new(
+                    reject::UNSUPPORTED_FRAMING,
+                    "header __value_schema_id carries the schema id (Confluent header framing); \
+                     flowlake reads schema ids only from the payload: configure the producer to \
+                     write the id in the payload (PrefixSchemaIdSerializer, the default)"
+                )
+                .with_format("canonical-avro")
+            )
+        );
+        let key_guid = OwnedHeaders::new().insert(Header {
+            key: "__key_schema_id",
+            value: Some("0f8e"),
+        });
+        let tombstone = Input {
+            payload: None,
+            ..input(b"", Some(key_guid.as_borrowed()))
+        };
+        let err = processor.process(&tombstone, &mut out).err();
+        assert_eq!(
+            err.map(|r| (r.class, r.format)),
+            Some((reject::UNSUPPORTED_FRAMING, Some("canonical-avro")))
+        );
+        assert_eq!(out.len(), 1);
+        Ok(())
     }
 
     #[test]

@@ -37,9 +37,18 @@ pub const FUTURE_TIME: &str = "future_time";
 pub const NEGATIVE_COUNTER: &str = "negative_counter";
 /// The decoded record could not be written as Avro (a defect: record and schema differ).
 pub const ENCODE_FAILED: &str = "encode_failed";
+/// Canonical Avro framed in a way flowlake does not read: the schema id travels in a
+/// Kafka header (`__value_schema_id` / `__key_schema_id`) instead of the payload.
+pub const UNSUPPORTED_FRAMING: &str = "unsupported_framing";
+/// The Schema Registry has no schema under a Confluent schema id, or the schema there is
+/// not a `flowlake.FlowEvent` (the message names the id and what was found).
+pub const UNKNOWN_SCHEMA: &str = "unknown_schema";
+/// The Schema Registry could not be asked (unreachable, timeout, error status). Not a
+/// defect of the record: replay it from the DLQ once the registry answers.
+pub const SCHEMA_REGISTRY_UNAVAILABLE: &str = "schema_registry_unavailable";
 
 /// Every class, in a fixed order (metric handles are registered in this order).
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 18] = [
     EMPTY_MESSAGE,
     MESSAGE_TOO_LARGE,
     NOT_JSON,
@@ -55,6 +64,9 @@ pub const ALL: [&str; 15] = [
     FUTURE_TIME,
     NEGATIVE_COUNTER,
     ENCODE_FAILED,
+    UNSUPPORTED_FRAMING,
+    UNKNOWN_SCHEMA,
+    SCHEMA_REGISTRY_UNAVAILABLE,
 ];
 
 /// Position of `class` in [`ALL`]; None for a class ingest does not define.

@@ -49,10 +49,15 @@ pub struct IngestSettings {
     #[serde(default = "default_max_future_skew", with = "humantime_serde")]
     pub max_future_skew: Duration,
     /// Confluent Schema Registry ids under which flowlake's own `FlowEvent` schema is
-    /// registered. Confluent-framed canonical Avro with any other id is dead-lettered:
-    /// ingest reads it without a registry client.
+    /// registered: read without asking a registry. Confluent-framed canonical Avro with any
+    /// other id is looked up in `schema_registry_url`, or dead-lettered when none is set.
     #[serde(default)]
     pub confluent_schema_ids: Vec<u32>,
+    /// Confluent Schema Registry base URL (`http://` or `https://`, credentials may go in
+    /// the URL). Confluent-framed canonical Avro whose id is not in `confluent_schema_ids` is
+    /// looked up there (`GET {url}/schemas/ids/{id}`) once; unset = no lookups.
+    #[serde(default)]
+    pub schema_registry_url: Option<String>,
 }
 
 impl Default for IngestSettings {
@@ -63,6 +68,7 @@ impl Default for IngestSettings {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_future_skew: DEFAULT_MAX_FUTURE_SKEW,
             confluent_schema_ids: Vec::new(),
+            schema_registry_url: None,
         }
     }
 }
@@ -91,6 +97,16 @@ impl IngestSettings {
                 "ingest.max_message_bytes",
                 "must be greater than 0",
             ));
+        }
+        if let Some(url) = &self.schema_registry_url {
+            // The value is not echoed: it may carry credentials.
+            let scheme = reqwest::Url::parse(url).map(|u| u.scheme().to_owned());
+            if !matches!(scheme.as_deref(), Ok("http" | "https")) {
+                return Err(ConfigError::invalid(
+                    "ingest.schema_registry_url",
+                    "must be an http:// or https:// URL, e.g. http://schema-registry:8081",
+                ));
+            }
         }
         Ok(())
     }
@@ -129,11 +145,16 @@ mod tests {
     fn fields_parse() -> Result<(), serde_json::Error> {
         let settings = parse(
             r#"{"cluster_id":"c","format":"hubble","max_message_bytes":4096,
-                "max_future_skew":"1h 30s","confluent_schema_ids":[7]}"#,
+                "max_future_skew":"1h 30s","confluent_schema_ids":[7],
+                "schema_registry_url":"http://sr:8081"}"#,
         )?;
         assert_eq!(settings.max_future_skew, Duration::from_secs(3630));
         assert_eq!(settings.pinned_format().ok(), Some(Some(Format::Hubble)));
         assert_eq!(settings.confluent_schema_ids, vec![7]);
+        assert_eq!(
+            settings.schema_registry_url.as_deref(),
+            Some("http://sr:8081")
+        );
         Ok(())
     }
 
@@ -181,5 +202,26 @@ mod tests {
                     .to_owned()
             )
         );
+        let registry = |url: &str| IngestSettings {
+            schema_registry_url: Some(url.to_owned()),
+            ..IngestSettings::for_cluster("c")
+        };
+        assert!(registry("http://schema-registry:8081").validate().is_ok());
+        assert!(
+            registry("https://user:secret@sr.example.com/base/")
+                .validate()
+                .is_ok()
+        );
+        for bad in ["schema-registry:8081", "ftp://sr", "https//sr"] {
+            let message = message(registry(bad));
+            assert_eq!(
+                message.as_deref(),
+                Some(
+                    "invalid configuration: `ingest.schema_registry_url`: must be an http:// or \
+                     https:// URL, e.g. http://schema-registry:8081"
+                ),
+                "{bad}"
+            );
+        }
     }
 }

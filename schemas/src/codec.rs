@@ -199,7 +199,6 @@ pub struct AvroCodec<T: AvroRecord> {
     fingerprint: u64,
     /// Other writer schemas we can resolve from, by single-object fingerprint.
     known_writers: HashMap<u64, Schema>,
-    /// Confluent schema ids → writer schema.
     /// Confluent schema ids → writer schema, or None when it is our own schema (decided
     /// once here: fingerprinting a schema per message would cost more than decoding it).
     confluent_ids: HashMap<u32, Option<Schema>>,
@@ -242,11 +241,27 @@ impl<T: AvroRecord> AvroCodec<T> {
         id: u32,
         writer_schema_json: &str,
     ) -> Result<Self, CodecError> {
+        self.add_confluent_schema(id, writer_schema_json)?;
+        Ok(self)
+    }
+
+    /// Accept Confluent-framed data whose schema id is `id`, on a codec already in use (a
+    /// schema learnt from a registry). On error the codec is unchanged.
+    pub fn add_confluent_schema(
+        &mut self,
+        id: u32,
+        writer_schema_json: &str,
+    ) -> Result<(), CodecError> {
         let schema =
             Schema::parse_str(writer_schema_json).map_err(|e| CodecError::Schema(Box::new(e)))?;
         let writer = (fingerprint(&schema) != self.fingerprint).then_some(schema);
         self.confluent_ids.insert(id, writer);
-        Ok(self)
+        Ok(())
+    }
+
+    /// Whether Confluent-framed data with schema id `id` can be read.
+    pub fn has_confluent_schema(&self, id: u32) -> bool {
+        self.confluent_ids.contains_key(&id)
     }
 
     /// The fingerprint this codec writes.
