@@ -376,6 +376,11 @@ pub async fn run_stage<P: Processor>(
             let mut batch = Vec::new();
             let mut next = first;
             while let Some(received) = next {
+                // librdkafka runs rebalance callbacks inside the poll that returned this
+                // message, and purges what it had fetched for partitions it takes away: a
+                // revocation applies to the messages collected *before* this one, never to
+                // this one or later ones (which may come from a partition just re-assigned).
+                apply_revocations(&consumer, &mut processor, &mut offsets, &mut batch);
                 match received {
                     Ok(message) => batch.push(message),
                     Err(e) => {
@@ -389,14 +394,7 @@ pub async fn run_stage<P: Processor>(
                 }
                 next = consumer.recv().now_or_never();
             }
-            let revoked = consumer.context().take_revoked();
-            if !revoked.is_empty() {
-                processor.on_revoked(&revoked);
-                offsets.forget(&revoked);
-                // Records of revoked partitions read before the revoke are replayed by their
-                // next owner from the committed offset; processing them here would duplicate.
-                batch.retain(|m| !revoked.iter().any(|tp| tp.partition == m.partition() && tp.topic == m.topic()));
-            }
+            apply_revocations(&consumer, &mut processor, &mut offsets, &mut batch);
 
             let mut out = Outputs::default();
             let mut produce: Vec<Produce> = Vec::new();
@@ -485,6 +483,29 @@ pub async fn run_stage<P: Processor>(
     let _ = producer.flush(Duration::from_secs(5));
     tracing::info!(stage, "stopped");
     Ok(())
+}
+
+/// Tells the processor about partitions revoked since the last call, forgets their
+/// offsets, and drops their records from `batch` (all read before the revocation): their
+/// next owner — maybe this instance again — replays them from the committed offset, so
+/// processing them here would duplicate them.
+fn apply_revocations<P: Processor>(
+    consumer: &StreamConsumer<StageContext>,
+    processor: &mut P,
+    offsets: &mut OffsetTracker,
+    batch: &mut Vec<BorrowedMessage<'_>>,
+) {
+    let revoked = consumer.context().take_revoked();
+    if revoked.is_empty() {
+        return;
+    }
+    processor.on_revoked(&revoked);
+    offsets.forget(&revoked);
+    batch.retain(|m| {
+        !revoked
+            .iter()
+            .any(|tp| tp.partition == m.partition() && tp.topic == m.topic())
+    });
 }
 
 fn store<P: Processor>(
