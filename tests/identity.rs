@@ -318,6 +318,101 @@ async fn the_watch_lists_follows_and_relists_after_410_gone() {
     );
 }
 
+/// Runs the watch of `api` until `stop`: its records, readiness and task.
+async fn start_watch(
+    api: &FakeApi,
+    dir: &std::path::Path,
+    stop: &CancellationToken,
+) -> (
+    mpsc::Receiver<IdentityRecord>,
+    Readiness,
+    tokio::task::JoinHandle<Result<(), flowlake_enrich::sources::SinkClosed>>,
+) {
+    let kubeconfig = api.write_kubeconfig(dir);
+    let client = watch::client(Some(&kubeconfig))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (mut tx, rx) = mpsc::channel(64);
+    let ready = Readiness::default();
+    let task = {
+        let (ready, stop) = (ready.clone(), stop.clone());
+        tokio::spawn(
+            async move { watch::run(client, CLUSTER, Vec::new(), &mut tx, ready, stop).await },
+        )
+    };
+    (rx, ready, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calico_network_sets_are_watched_where_installed_and_skipped_where_not() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let api = FakeApi::start_with_calico().await;
+    seed_cluster(&api);
+    api.apply(json!({"kind": "GlobalNetworkSet",
+        "metadata": {"name": "stripe", "uid": "u-gns", "labels": {"vendor": "stripe"}},
+        "spec": {"nets": ["54.187.174.169/32", "2600:1f00::/24"]}}));
+    api.apply(json!({"kind": "NetworkSet",
+        "metadata": {"name": "partners", "namespace": "shop", "uid": "u-nset"},
+        "spec": {"nets": ["198.51.100.0/24"]}}));
+    let stop = CancellationToken::new();
+    let started = Timestamp::now();
+    let (mut rx, ready, task) = start_watch(&api, dir.path(), &stop).await;
+    let listed = by_key(take(&mut rx, 8, Duration::from_secs(20)).await, started);
+    let global = IdentityRecord {
+        cidrs: vec!["54.187.174.169/32".into(), "2600:1f00::/24".into()],
+        labels: [("vendor".to_owned(), "stripe".to_owned())].into(),
+        ..base(IdentityKind::NetworkSet, "u-gns", "stripe")
+    };
+    let namespaced = IdentityRecord {
+        namespace: Some("shop".into()),
+        cidrs: vec!["198.51.100.0/24".into()],
+        ..base(IdentityKind::NetworkSet, "u-nset", "partners")
+    };
+    let mut expected = seeded_records();
+    for record in [global.clone(), namespaced] {
+        expected.insert(record_key(&record), record);
+    }
+    assert_eq!(listed, expected);
+    support::eventually(Duration::from_secs(5), "watch ready", || {
+        ready.get().then_some(())
+    });
+    // Watched, not only listed: a deletion arrives as one.
+    api.delete("GlobalNetworkSet", "u-gns");
+    let deleted = take(&mut rx, 1, Duration::from_secs(10)).await;
+    assert!(deleted[0].deleted_at.is_some(), "{deleted:?}");
+    assert_eq!(
+        settled(
+            IdentityRecord {
+                deleted_at: None,
+                ..deleted[0].clone()
+            },
+            started
+        ),
+        global
+    );
+    stop.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), task).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+
+    // Without the CRDs (404): listed once each, never watched, and readiness is not held.
+    let api = FakeApi::start().await;
+    seed_cluster(&api);
+    let stop = CancellationToken::new();
+    let started = Timestamp::now();
+    let (mut rx, ready, task) = start_watch(&api, dir.path(), &stop).await;
+    let listed = by_key(take(&mut rx, 6, Duration::from_secs(20)).await, started);
+    assert_eq!(listed, seeded_records());
+    support::eventually(Duration::from_secs(5), "watch ready without calico", || {
+        ready.get().then_some(())
+    });
+    for path in [kube_api::NETWORK_SETS, kube_api::GLOBAL_NETWORK_SETS] {
+        assert_eq!((api.lists(path), api.watches(path)), (1, 0), "{path}");
+    }
+    stop.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), task).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "{stopped:?}");
+}
+
 fn decode_topic(
     brokers: &str,
     topic: &str,
@@ -556,6 +651,8 @@ fn the_rbac_grants_only_read_access_to_the_identity_kinds() {
         ("", "namespaces"),
         ("apps", "replicasets"),
         ("batch", "jobs"),
+        ("crd.projectcalico.org", "networksets"),
+        ("crd.projectcalico.org", "globalnetworksets"),
     ]
     .into_iter()
     .map(|(g, r)| ((g.to_owned(), r.to_owned()), read.clone()))

@@ -8,7 +8,9 @@
 //! deletion was requested travels separately in [`Converted::deletion_requested`]); a pod
 //! in phase `Succeeded` or `Failed` is recorded without addresses, because the kubelet has
 //! released them and another pod may hold them already. `observed_at` is when the source
-//! saw the state, never taken from the object.
+//! saw the state, never taken from the object. Calico `NetworkSet` / `GlobalNetworkSet`
+//! objects become `NetworkSet` records with `spec.nets` as their CIDRs, kept as written
+//! (the table counts and skips a CIDR that does not parse).
 
 use flowlake_schemas::{IdentityKind, IdentityRecord, Ip, Timestamp};
 use serde_json::Value;
@@ -33,6 +35,15 @@ pub fn from_api_object(
     value: Value,
     observed_at: Timestamp,
 ) -> Result<Option<Converted>, String> {
+    if let Some(kind @ ("NetworkSet" | "GlobalNetworkSet")) =
+        value.get("kind").and_then(Value::as_str)
+    {
+        let record = network_set_record(cluster_id, kind, &value, observed_at)?;
+        return Ok(Some(Converted {
+            record,
+            deletion_requested: None,
+        }));
+    }
     let snapshot = Snapshot::from_api_object(value)?;
     let deletion_requested = snapshot.pods.first().and_then(|p| p.deleted_at);
     Ok(snapshot_records(cluster_id, snapshot, observed_at)
@@ -178,6 +189,63 @@ pub fn owner_record(
         observed_at,
         ..IdentityRecord::default()
     }
+}
+
+/// A Calico `NetworkSet` (namespaced) or `GlobalNetworkSet` (`kind`): its CIDRs from
+/// `spec.nets`, its labels; the namespace only for the namespaced kind. The error names
+/// the object.
+pub fn network_set_record(
+    cluster_id: &str,
+    kind: &str,
+    value: &Value,
+    observed_at: Timestamp,
+) -> Result<IdentityRecord, String> {
+    let metadata = &value["metadata"];
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    let name = text(&metadata["name"]).ok_or_else(|| format!("{kind} without metadata.name"))?;
+    let namespace = if kind == "NetworkSet" {
+        Some(
+            text(&metadata["namespace"])
+                .ok_or_else(|| format!("{kind} {name}: no metadata.namespace"))?,
+        )
+    } else {
+        None
+    };
+    let label = namespace
+        .as_deref()
+        .map_or_else(|| name.clone(), |ns| format!("{ns}/{name}"));
+    let uid = text(&metadata["uid"]).ok_or_else(|| format!("{kind} {label}: no metadata.uid"))?;
+    let labels = match &metadata["labels"] {
+        Value::Null => Default::default(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                text(v)
+                    .map(|v| (k.clone(), v))
+                    .ok_or_else(|| format!("{kind} {label}: label {k} is not a string"))
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(format!("{kind} {label}: metadata.labels is not a map")),
+    };
+    let cidrs = match &value["spec"]["nets"] {
+        Value::Null => Vec::new(),
+        Value::Array(nets) => nets
+            .iter()
+            .map(|n| text(n).ok_or_else(|| format!("{kind} {label}: spec.nets holds a non-string")))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(format!("{kind} {label}: spec.nets is not a list")),
+    };
+    Ok(IdentityRecord {
+        cluster_id: cluster_id.to_owned(),
+        kind: IdentityKind::NetworkSet,
+        uid,
+        namespace,
+        name,
+        cidrs,
+        labels,
+        observed_at,
+        ..IdentityRecord::default()
+    })
 }
 
 /// The kind as it appears in keys (`pod`, `service`, `node`, `namespace`, `network_set`,
@@ -348,6 +416,55 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(err.starts_with("Pod n/p:"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn calico_network_sets_become_network_set_records() -> TestResult {
+        let global = json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "GlobalNetworkSet",
+            "metadata": {"name": "stripe", "uid": "u-gns", "labels": {"vendor": "stripe"}},
+            "spec": {"nets": ["54.187.174.169/32", "2600:1f00::/24"]}});
+        let converted = from_api_object("c", global, OBSERVED)?.ok_or("no record")?;
+        assert_eq!(converted.deletion_requested, None);
+        assert_eq!(
+            converted.record,
+            IdentityRecord {
+                cluster_id: "c".into(),
+                kind: IdentityKind::NetworkSet,
+                uid: "u-gns".into(),
+                namespace: None,
+                name: "stripe".into(),
+                cidrs: vec!["54.187.174.169/32".into(), "2600:1f00::/24".into()],
+                labels: BTreeMap::from([("vendor".into(), "stripe".into())]),
+                observed_at: OBSERVED,
+                ..IdentityRecord::default()
+            }
+        );
+        assert_eq!(record_key(&converted.record), "c/network_set/u-gns");
+
+        let namespaced = json!({"kind": "NetworkSet",
+            "metadata": {"name": "partners", "namespace": "shop", "uid": "u-ns"},
+            "spec": {"nets": ["198.51.100.0/24"]}});
+        let record = from_api_object("c", namespaced, OBSERVED)?
+            .ok_or("no record")?
+            .record;
+        assert_eq!(
+            (
+                record.namespace.as_deref(),
+                record.name.as_str(),
+                record.cidrs
+            ),
+            (Some("shop"), "partners", vec!["198.51.100.0/24".to_owned()])
+        );
+        assert!(record.labels.is_empty());
+
+        let bad = json!({"kind": "NetworkSet",
+            "metadata": {"name": "x", "namespace": "shop", "uid": "u"},
+            "spec": {"nets": "10.0.0.0/8"}});
+        let err = from_api_object("c", bad, OBSERVED)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(err, "NetworkSet shop/x: spec.nets is not a list");
         Ok(())
     }
 

@@ -2,7 +2,9 @@
 //! plain HTTP on 127.0.0.1, with real object JSON.
 //!
 //! Collections: `GET /api/v1/{pods,services,nodes,namespaces}`,
-//! `/apis/apps/v1/replicasets`, `/apis/batch/v1/jobs`. Without `watch` the answer is a
+//! `/apis/apps/v1/replicasets`, `/apis/batch/v1/jobs`, and — only when started with
+//! [`FakeApi::start_with_calico`], else 404 as from an API without the CRDs —
+//! `/apis/crd.projectcalico.org/v1/{networksets,globalnetworksets}`. Without `watch` the answer is a
 //! typed list (`PodList`) whose `metadata.resourceVersion` is the server's current version.
 //! With `watch=true&resourceVersion=N` the answer is a chunked stream of newline-delimited
 //! `{"type":"ADDED|MODIFIED|DELETED|BOOKMARK","object":{…}}`: first the recorded events
@@ -29,14 +31,21 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 /// The collections served, with their list kind and object kind.
-pub const COLLECTIONS: [(&str, &str); 6] = [
+pub const COLLECTIONS: [(&str, &str); 8] = [
     ("/api/v1/pods", "Pod"),
     ("/api/v1/services", "Service"),
     ("/api/v1/nodes", "Node"),
     ("/api/v1/namespaces", "Namespace"),
     ("/apis/apps/v1/replicasets", "ReplicaSet"),
     ("/apis/batch/v1/jobs", "Job"),
+    (NETWORK_SETS, "NetworkSet"),
+    (GLOBAL_NETWORK_SETS, "GlobalNetworkSet"),
 ];
+
+/// Calico's NetworkSets, all namespaces.
+pub const NETWORK_SETS: &str = "/apis/crd.projectcalico.org/v1/networksets";
+/// Calico's GlobalNetworkSets.
+pub const GLOBAL_NETWORK_SETS: &str = "/apis/crd.projectcalico.org/v1/globalnetworksets";
 
 fn kind_of(path: &str) -> Option<&'static str> {
     COLLECTIONS
@@ -57,6 +66,7 @@ fn api_version(kind: &str) -> &'static str {
     match kind {
         "ReplicaSet" => "apps/v1",
         "Job" => "batch/v1",
+        "NetworkSet" | "GlobalNetworkSet" => "crd.projectcalico.org/v1",
         _ => "v1",
     }
 }
@@ -73,6 +83,8 @@ struct Inner {
     watchers: Vec<(&'static str, mpsc::UnboundedSender<String>)>,
     /// Requests served: (path, watch?).
     requests: Vec<(String, bool)>,
+    /// Calico's CRDs are installed.
+    calico: bool,
 }
 
 /// The fake API server; stops with the test's runtime.
@@ -84,8 +96,18 @@ pub struct FakeApi {
 }
 
 impl FakeApi {
-    /// Starts serving on a free port of 127.0.0.1 (inside the current Tokio runtime).
+    /// Starts serving on a free port of 127.0.0.1 (inside the current Tokio runtime),
+    /// without Calico's CRDs.
     pub async fn start() -> FakeApi {
+        FakeApi::serve(false).await
+    }
+
+    /// Like [`FakeApi::start`], with Calico's NetworkSet and GlobalNetworkSet CRDs.
+    pub async fn start_with_calico() -> FakeApi {
+        FakeApi::serve(true).await
+    }
+
+    async fn serve(calico: bool) -> FakeApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("bind fake api: {e}"));
@@ -95,6 +117,7 @@ impl FakeApi {
         let api = FakeApi {
             inner: Arc::new(Mutex::new(Inner {
                 version: 100,
+                calico,
                 ..Inner::default()
             })),
             addr,
@@ -214,6 +237,15 @@ impl FakeApi {
         }
     }
 
+    /// How many watch requests `path` got.
+    pub fn watches(&self, path: &str) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|(p, watch)| p == path && *watch)
+            .count()
+    }
+
     /// How many list requests `path` got.
     pub fn lists(&self, path: &str) -> usize {
         self.lock()
@@ -254,6 +286,12 @@ async fn serve(State(api): State<FakeApi>, uri: Uri) -> Response {
     let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     let mut inner = api.lock();
     inner.requests.push((path.clone(), watch));
+    if !inner.calico && path.starts_with("/apis/crd.projectcalico.org/") {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": "the server could not find the requested resource",
+            "reason": "NotFound", "code": 404});
+        return (StatusCode::NOT_FOUND, status.to_string()).into_response();
+    }
     let collection = kind_of(&path).map(path_of).unwrap_or("/api/v1/pods");
     if !watch {
         let items: Vec<Value> = inner

@@ -1,6 +1,7 @@
-//! The live Kubernetes source: list/watch of Pods, Services, Nodes, Namespaces and the
-//! owners that name a workload (ReplicaSets → Deployments, Jobs → CronJobs) in one cluster,
-//! turned into [`IdentityRecord`]s as they arrive.
+//! The live Kubernetes source: list/watch of Pods, Services, Nodes, Namespaces, the
+//! owners that name a workload (ReplicaSets → Deployments, Jobs → CronJobs) and, where
+//! Calico's CRDs are installed, its NetworkSets and GlobalNetworkSets ([`calico`]) in one
+//! cluster, turned into [`IdentityRecord`]s as they arrive.
 //!
 //! kube's `watcher` does the protocol: list (paginated), then watch from the list's
 //! `resourceVersion` with bookmarks; on `410 Gone` it lists again; a failed request is
@@ -10,8 +11,10 @@
 //! objects that went while the watch was down, found by the relist). Records go to an
 //! [`IdentitySink`] in the order observed; while it is full the watch is not read.
 //!
-//! The source is ready once every resource has been listed and its records delivered.
+//! The source is ready once every resource has been listed and its records delivered; a
+//! CRD the API does not serve counts as listed.
 
+pub mod calico;
 pub mod tracker;
 
 use std::collections::{HashMap, HashSet};
@@ -52,17 +55,23 @@ pub enum Resource {
     ReplicaSets,
     /// `jobs` (batch).
     Jobs,
+    /// `networksets` (crd.projectcalico.org), when installed.
+    NetworkSets,
+    /// `globalnetworksets` (crd.projectcalico.org), when installed.
+    GlobalNetworkSets,
 }
 
 impl Resource {
     /// Every watched resource.
-    pub const ALL: [Resource; 6] = [
+    pub const ALL: [Resource; 8] = [
         Resource::Pods,
         Resource::Services,
         Resource::Nodes,
         Resource::Namespaces,
         Resource::ReplicaSets,
         Resource::Jobs,
+        Resource::NetworkSets,
+        Resource::GlobalNetworkSets,
     ];
 
     /// The API's plural name.
@@ -74,18 +83,33 @@ impl Resource {
             Resource::Namespaces => "namespaces",
             Resource::ReplicaSets => "replicasets",
             Resource::Jobs => "jobs",
+            Resource::NetworkSets => "networksets",
+            Resource::GlobalNetworkSets => "globalnetworksets",
         }
     }
 
-    /// The resource whose objects become records of `kind`; owners (ReplicaSets and Jobs
-    /// both) are ambiguous.
-    fn of_kind(kind: IdentityKind) -> Option<Resource> {
-        match kind {
+    /// The API group (`""` for core).
+    pub fn group(self) -> &'static str {
+        match self {
+            Resource::Pods | Resource::Services | Resource::Nodes | Resource::Namespaces => "",
+            Resource::ReplicaSets => "apps",
+            Resource::Jobs => "batch",
+            Resource::NetworkSets | Resource::GlobalNetworkSets => calico::GROUP,
+        }
+    }
+
+    /// The resource whose objects became `record`; owners (ReplicaSets and Jobs both) are
+    /// ambiguous. A network set with a namespace is a NetworkSet, without a
+    /// GlobalNetworkSet.
+    fn of_record(record: &IdentityRecord) -> Option<Resource> {
+        match record.kind {
             IdentityKind::Pod => Some(Resource::Pods),
             IdentityKind::Service => Some(Resource::Services),
             IdentityKind::Node => Some(Resource::Nodes),
             IdentityKind::Namespace => Some(Resource::Namespaces),
-            IdentityKind::NetworkSet | IdentityKind::Owner => None,
+            IdentityKind::NetworkSet if record.namespace.is_some() => Some(Resource::NetworkSets),
+            IdentityKind::NetworkSet => Some(Resource::GlobalNetworkSets),
+            IdentityKind::Owner => None,
         }
     }
 }
@@ -167,8 +191,10 @@ where
         .boxed()
 }
 
-fn watch_all(client: &Client) -> SelectAll<Changes> {
-    futures::stream::select_all([
+/// The watches of every resource the API serves; returns them with the Calico resources
+/// it does not serve (see [`calico`]).
+async fn watch_all(client: &Client) -> (SelectAll<Changes>, Vec<Resource>) {
+    let mut changes = futures::stream::select_all([
         watch(Api::<Pod>::all(client.clone()), Resource::Pods),
         watch(Api::<Service>::all(client.clone()), Resource::Services),
         watch(Api::<Node>::all(client.clone()), Resource::Nodes),
@@ -178,7 +204,19 @@ fn watch_all(client: &Client) -> SelectAll<Changes> {
             Resource::ReplicaSets,
         ),
         watch(Api::<Job>::all(client.clone()), Resource::Jobs),
-    ])
+    ]);
+    let mut absent = Vec::new();
+    for resource in [Resource::NetworkSets, Resource::GlobalNetworkSets] {
+        let Some(api_resource) = calico::api_resource(resource) else {
+            continue;
+        };
+        if calico::installed(client, resource, &api_resource).await {
+            changes.push(watch(calico::api(client, &api_resource), resource));
+        } else {
+            absent.push(resource);
+        }
+    }
+    (changes, absent)
 }
 
 /// Watches the cluster behind `client` as `cluster_id` until `shutdown`, delivering its
@@ -194,7 +232,16 @@ pub async fn run<S: IdentitySink>(
     shutdown: CancellationToken,
 ) -> Result<(), SinkClosed> {
     let mut watch = ClusterWatch::new(cluster_id, published);
-    let mut changes = watch_all(&client);
+    let (mut changes, absent) = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => return Ok(()),
+        found = watch_all(&client) => found,
+    };
+    for resource in absent {
+        for record in watch.skip(resource, Timestamp::now()) {
+            sink.send(record).await?;
+        }
+    }
     tracing::info!(cluster = cluster_id, resources = ?Resource::ALL.map(Resource::plural), "watching the kubernetes api");
     loop {
         let next = tokio::select! {
@@ -241,7 +288,7 @@ impl ClusterWatch {
             if record.cluster_id != cluster_id || record.deleted_at.is_some() {
                 continue;
             }
-            match Resource::of_kind(record.kind) {
+            match Resource::of_record(&record) {
                 Some(resource) => {
                     if let Some(tracker) = trackers.get_mut(&resource) {
                         tracker.seed(record);
@@ -263,6 +310,13 @@ impl ClusterWatch {
 
     fn synced(&self) -> bool {
         self.listed.len() == Resource::ALL.len()
+    }
+
+    /// `resource` is not served (a CRD that is not installed): it counts as listed, and
+    /// what was published of it is deleted, as by an empty list.
+    fn skip(&mut self, resource: Resource, now: Timestamp) -> Vec<IdentityRecord> {
+        self.handle(resource, Ok(Change::Init), now);
+        self.handle(resource, Ok(Change::InitDone), now)
     }
 
     fn live(&self) -> usize {
