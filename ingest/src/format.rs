@@ -292,6 +292,15 @@ fn classify_keys(keys: &[String]) -> Result<Format, Rejection> {
     if has(CANONICAL_KEYS) {
         return Ok(Format::CanonicalJson);
     }
+    // A Loki query response (what NetObserv's console reads) wraps the records it holds.
+    if has_key("status") && has_key("data") {
+        return Err(Rejection::new(
+            reject::UNKNOWN_FORMAT,
+            "looks like a Loki query API response (keys \"status\", \"data\"), not a flow \
+             record: send each line of data.result[].values[][1] (the NetObserv records) as \
+             its own message",
+        ));
+    }
     if let Some((_, what)) = NOT_SUPPORTED.iter().find(|(key, _)| has_key(key)) {
         return Err(Rejection::new(
             reject::UNKNOWN_FORMAT,
@@ -678,6 +687,19 @@ mod tests {
 
     /// `antctl get flowrecords -o json` prints an array; each element is an Antrea record,
     /// which flowlake does not decode.
+    #[test]
+    fn loki_responses_are_named() {
+        let response = include_bytes!(
+            "../../tests/fixtures/netobserv/console_mock_loki_query_range_flow_records.json"
+        );
+        let (class, message) = class_and_message(response);
+        assert_eq!(class, reject::UNKNOWN_FORMAT);
+        assert!(
+            message.starts_with("looks like a Loki query API response"),
+            "{message}"
+        );
+    }
+
     #[test]
     fn antrea_json_is_named() -> Result<(), serde_json::Error> {
         let text = include_str!("../../tests/fixtures/antrea/antctl_get_flowrecords.json");
