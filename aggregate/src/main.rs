@@ -59,14 +59,7 @@ fn load(args: &Args) -> Result<(ProcessSettings, Topics, AggregateSettings), Con
     settings.window = args.window.unwrap_or(settings.window);
     settings.allowed_lateness = args.allowed_lateness.unwrap_or(settings.allowed_lateness);
     settings.idle_timeout = args.idle_timeout.unwrap_or(settings.idle_timeout);
-    let process = ProcessSettings {
-        kafka: file.kafka,
-        http: file.http,
-        log: file.log,
-        runtime: file.runtime,
-    };
-    // Shared sections first: with nothing configured, the brokers are the first thing to set.
-    process.validate()?;
+    let process = ProcessSettings::validated(file.kafka, file.http, file.log, file.runtime)?;
     settings.validate()?;
     Ok((process, topics, settings))
 }

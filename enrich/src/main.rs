@@ -90,14 +90,7 @@ fn load(args: &Args) -> Result<Loaded, ConfigError> {
     if let Some(path) = &args.kubeconfig {
         identity.kubeconfig = Some(path.clone());
     }
-    let process = ProcessSettings {
-        kafka: file.kafka,
-        http: file.http,
-        log: file.log,
-        runtime: file.runtime,
-    };
-    // Shared sections first: with nothing configured, the brokers are the first thing to set.
-    process.validate()?;
+    let process = ProcessSettings::validated(file.kafka, file.http, file.log, file.runtime)?;
     identity.validate()?;
     if identity.is_configured() {
         enrich.validate_fields()?;

@@ -66,14 +66,7 @@ fn load(args: &Args) -> Result<(ProcessSettings, Topics, IngestSettings), Config
     if let Some(url) = &args.schema_registry_url {
         settings.schema_registry_url = Some(url.clone());
     }
-    let process = ProcessSettings {
-        kafka: file.kafka,
-        http: file.http,
-        log: file.log,
-        runtime: file.runtime,
-    };
-    // Shared sections first: with nothing configured, the brokers are the first thing to set.
-    process.validate()?;
+    let process = ProcessSettings::validated(file.kafka, file.http, file.log, file.runtime)?;
     settings.validate()?;
     Ok((process, topics, settings))
 }

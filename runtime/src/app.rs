@@ -30,6 +30,24 @@ pub struct ProcessSettings {
 }
 
 impl ProcessSettings {
+    /// The shared sections of a stage's config, validated. Binaries validate these before
+    /// their own section: with nothing configured, the brokers are the first thing to set.
+    pub fn validated(
+        kafka: KafkaSettings,
+        http: HttpSettings,
+        log: LogSettings,
+        runtime: RuntimeSettings,
+    ) -> Result<Self, ConfigError> {
+        let settings = ProcessSettings {
+            kafka,
+            http,
+            log,
+            runtime,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
     /// Validates the shared sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.kafka.validate()?;

@@ -115,14 +115,7 @@ fn load(args: &Args) -> Result<(ProcessSettings, SinkTopics, String, SinkSetting
     }
     settings.roll_interval = args.roll_interval.unwrap_or(settings.roll_interval);
     settings.max_rows_per_file = args.max_rows_per_file.unwrap_or(settings.max_rows_per_file);
-    let process = ProcessSettings {
-        kafka: file.kafka,
-        http: file.http,
-        log: file.log,
-        runtime: file.runtime,
-    };
-    // Shared sections first: with nothing configured, the brokers are the first thing to set.
-    process.validate()?;
+    let process = ProcessSettings::validated(file.kafka, file.http, file.log, file.runtime)?;
     settings.validate()?;
     Ok((process, topics, dlq, settings))
 }
