@@ -479,10 +479,12 @@ fn policies<'p>(raw: &'p [RawPolicy<'_>], action: Action) -> impl Iterator<Item 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DecodeContext, IngestSettings, accepted};
+    use crate::accepted;
     use serde_json::{Value, json};
 
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
+    use crate::test_decode::{self, TestError, ctx};
+
+    type TestResult = Result<(), TestError>;
 
     macro_rules! fixture {
         ($name:literal) => {
@@ -509,13 +511,6 @@ mod tests {
     ];
     const COMPACT: (&str, &str) = fixture!("cilium_docs_observe_compact.txt");
 
-    fn ctx() -> Result<DecodeContext, Box<dyn std::error::Error>> {
-        let mut ctx = DecodeContext::new(&IngestSettings::for_cluster("test-cluster"))?;
-        // 2027-01-15: after every fixture, so none is "in the future".
-        ctx.now = Timestamp::from_secs(1_800_000_000);
-        Ok(ctx)
-    }
-
     fn line(file: &str, index: usize) -> Result<&'static str, String> {
         let (_, text) = JSONL
             .iter()
@@ -527,17 +522,12 @@ mod tests {
     }
 
     /// The canonical JSON `flowlake decode` prints for one message.
-    fn canonical(message: &str) -> Result<Value, Box<dyn std::error::Error>> {
-        let (format, event) = accepted(crate::decode(message.as_bytes(), &ctx()?))?;
-        assert_eq!(format, Format::Hubble);
-        Ok(serde_json::to_value(event)?)
+    fn canonical(message: &str) -> Result<Value, TestError> {
+        test_decode::canonical(message, Format::Hubble)
     }
 
-    fn rejection(message: &str) -> Result<(&'static str, String), Box<dyn std::error::Error>> {
-        match crate::decode(message.as_bytes(), &ctx()?) {
-            Ok((_, event)) => Err(format!("accepted: {event:?}").into()),
-            Err(r) => Ok((r.class, r.message)),
-        }
+    fn rejection(message: &str) -> Result<(&'static str, String), TestError> {
+        test_decode::rejection(message, None)
     }
 
     fn hash(message: &str) -> String {

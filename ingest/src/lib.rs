@@ -155,6 +155,47 @@ pub(crate) fn accepted<T>(result: Result<T, Rejection>) -> Result<T, String> {
     result.map_err(|r| r.to_string())
 }
 
+/// Decoding helpers the format modules' tests share: one fixture message through
+/// [`decode`], as ingest and `flowlake decode` run it.
+#[cfg(test)]
+pub(crate) mod test_decode {
+    use super::*;
+    use serde_json::Value;
+
+    /// Error type of the helpers.
+    pub(crate) type TestError = Box<dyn std::error::Error>;
+
+    /// A context whose clock (2027-01-15) is after every fixture, so none is "in the future".
+    pub(crate) fn ctx() -> Result<DecodeContext, TestError> {
+        let mut ctx = DecodeContext::new(&IngestSettings::for_cluster("test-cluster"))?;
+        ctx.now = Timestamp::from_secs(1_800_000_000);
+        Ok(ctx)
+    }
+
+    /// The canonical JSON `flowlake decode` prints for `message`, which must be `format`.
+    pub(crate) fn canonical(message: &str, format: Format) -> Result<Value, TestError> {
+        let (detected, event) = accepted(decode(message.as_bytes(), &ctx()?))?;
+        assert_eq!(detected, format);
+        Ok(serde_json::to_value(event)?)
+    }
+
+    /// The class and reason of `message`'s rejection; it must name `format` when given.
+    pub(crate) fn rejection(
+        message: &str,
+        format: Option<Format>,
+    ) -> Result<(&'static str, String), TestError> {
+        match decode(message.as_bytes(), &ctx()?) {
+            Ok((_, event)) => Err(format!("accepted: {event:?}").into()),
+            Err(r) => {
+                if let Some(format) = format {
+                    assert_eq!(r.format, Some(format.name()), "{r}");
+                }
+                Ok((r.class, r.message))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

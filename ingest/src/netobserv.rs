@@ -351,11 +351,12 @@ fn hint(endpoint: Endpoint<'_, '_>) -> Option<EndpointHint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DecodeContext, IngestSettings, accepted};
-    use flowlake_schemas::Timestamp;
+    use crate::accepted;
     use serde_json::{Map, Value, json};
 
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
+    use crate::test_decode::{self, TestError, ctx};
+
+    type TestResult = Result<(), TestError>;
 
     const LOKI_LINES: &str =
         include_str!("../../tests/fixtures/netobserv/loki_lines_flow_records.jsonl");
@@ -368,26 +369,12 @@ mod tests {
         "../../tests/fixtures/netobserv/console_mock_loki_query_range_has_dropped.json"
     );
 
-    fn ctx() -> Result<DecodeContext, Box<dyn std::error::Error>> {
-        let mut ctx = DecodeContext::new(&IngestSettings::for_cluster("test-cluster"))?;
-        ctx.now = Timestamp::from_secs(1_800_000_000);
-        Ok(ctx)
+    fn canonical(message: &str) -> Result<Value, TestError> {
+        test_decode::canonical(message, Format::NetObserv)
     }
 
-    fn canonical(message: &str) -> Result<Value, Box<dyn std::error::Error>> {
-        let (format, event) = accepted(crate::decode(message.as_bytes(), &ctx()?))?;
-        assert_eq!(format, Format::NetObserv);
-        Ok(serde_json::to_value(event)?)
-    }
-
-    fn rejection(message: &str) -> Result<(&'static str, String), Box<dyn std::error::Error>> {
-        match crate::decode(message.as_bytes(), &ctx()?) {
-            Ok((_, event)) => Err(format!("accepted: {event:?}").into()),
-            Err(r) => {
-                assert_eq!(r.format, Some("netobserv"), "{r}");
-                Ok((r.class, r.message))
-            }
-        }
+    fn rejection(message: &str) -> Result<(&'static str, String), TestError> {
+        test_decode::rejection(message, Some(Format::NetObserv))
     }
 
     fn line(n: usize) -> Result<&'static str, String> {

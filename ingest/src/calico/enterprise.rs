@@ -386,10 +386,12 @@ fn policy_name<'t>(tier: &str, full: &'t str) -> (&'static str, Option<&'t str>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DecodeContext, IngestSettings, accepted};
+    use crate::accepted;
     use serde_json::{Value, json};
 
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
+    use crate::test_decode::{self, TestError, ctx};
+
+    type TestResult = Result<(), TestError>;
 
     const FLOWLOGS: &str = include_str!("../../../tests/fixtures/calico/enterprise_flowlogs.jsonl");
     const WHISKER_MOCK: &str =
@@ -397,26 +399,12 @@ mod tests {
     const DOCS_VERBATIM: &str =
         include_str!("../../../tests/fixtures/calico/enterprise_flowlog_docs_verbatim.txt");
 
-    fn ctx() -> Result<DecodeContext, Box<dyn std::error::Error>> {
-        let mut ctx = DecodeContext::new(&IngestSettings::for_cluster("test-cluster"))?;
-        ctx.now = Timestamp::from_secs(1_800_000_000);
-        Ok(ctx)
+    fn canonical(message: &str) -> Result<Value, TestError> {
+        test_decode::canonical(message, Format::CalicoEnterprise)
     }
 
-    fn canonical(message: &str) -> Result<Value, Box<dyn std::error::Error>> {
-        let (format, event) = accepted(crate::decode(message.as_bytes(), &ctx()?))?;
-        assert_eq!(format, Format::CalicoEnterprise);
-        Ok(serde_json::to_value(event)?)
-    }
-
-    fn rejection(message: &str) -> Result<(&'static str, String), Box<dyn std::error::Error>> {
-        match crate::decode(message.as_bytes(), &ctx()?) {
-            Ok((_, event)) => Err(format!("accepted: {event:?}").into()),
-            Err(r) => {
-                assert_eq!(r.format, Some("calico-enterprise"), "{r}");
-                Ok((r.class, r.message))
-            }
-        }
+    fn rejection(message: &str) -> Result<(&'static str, String), TestError> {
+        test_decode::rejection(message, Some(Format::CalicoEnterprise))
     }
 
     fn line(n: usize) -> Result<&'static str, String> {

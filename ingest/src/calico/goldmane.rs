@@ -407,38 +407,24 @@ fn policy_hit(raw: &RawHit<'_>, field: &str) -> Result<PolicyHit, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DecodeContext, IngestSettings, accepted};
-    use flowlake_schemas::Timestamp;
+    use crate::accepted;
     use serde_json::{Value, json};
 
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
+    use crate::test_decode::{self, TestError, ctx};
+
+    type TestResult = Result<(), TestError>;
 
     const PROTOJSON: &str =
         include_str!("../../../tests/fixtures/calico/goldmane_flow_protojson_calico3.30.json");
     const EMITTER: &str =
         include_str!("../../../tests/fixtures/calico/goldmane_emitter_flows_transcribed.jsonl");
 
-    fn ctx() -> Result<DecodeContext, Box<dyn std::error::Error>> {
-        let mut ctx = DecodeContext::new(&IngestSettings::for_cluster("test-cluster"))?;
-        // 2027-01-15: after every fixture.
-        ctx.now = Timestamp::from_secs(1_800_000_000);
-        Ok(ctx)
+    fn canonical(message: &str) -> Result<Value, TestError> {
+        test_decode::canonical(message, Format::CalicoGoldmane)
     }
 
-    fn canonical(message: &str) -> Result<Value, Box<dyn std::error::Error>> {
-        let (format, event) = accepted(crate::decode(message.as_bytes(), &ctx()?))?;
-        assert_eq!(format, Format::CalicoGoldmane);
-        Ok(serde_json::to_value(event)?)
-    }
-
-    fn rejection(message: &str) -> Result<(&'static str, String), Box<dyn std::error::Error>> {
-        match crate::decode(message.as_bytes(), &ctx()?) {
-            Ok((_, event)) => Err(format!("accepted: {event:?}").into()),
-            Err(r) => {
-                assert_eq!(r.format, Some("calico-goldmane"), "{r}");
-                Ok((r.class, r.message))
-            }
-        }
+    fn rejection(message: &str) -> Result<(&'static str, String), TestError> {
+        test_decode::rejection(message, Some(Format::CalicoGoldmane))
     }
 
     fn hint(kind: &str, namespace: &str, name: Option<&str>, aggregated: &str) -> Value {
