@@ -9,6 +9,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 now() { date +%s; }
 t0=$(now)
+# A cold build of the workspace and its tests takes about 5 GB under target/; say so up
+# front rather than failing halfway through with "No space left on device".
+free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "${free_kb:-0}" -lt $((6 * 1024 * 1024)) ]; then
+  echo "warning: only $((free_kb / 1024)) MiB free on $(df -P . | awk 'NR==2 {print $6}'); a cold build needs about 5 GiB" >&2
+fi
 echo "==> test dependencies"
 # Sourced, so FLOWLAKE_TANSU_BIN, FLOWLAKE_PYTHON and FLOWLAKE_PROMTOOL reach the tests.
 # shellcheck source=scripts/install-test-deps.sh
