@@ -35,7 +35,7 @@ fn raw_json(value: &Avro) -> Value {
 
 fn check<T: AvroRecord + Clone>(record: T, schema_file: &str) {
     let codec = AvroCodec::<T>::new().unwrap_or_else(|e| panic!("{e}"));
-    let message = codec.encode(&record).unwrap_or_else(|e| panic!("{e}"));
+    let message = codec.encode(&record);
     let hex: String = message.iter().map(|b| format!("{b:02x}")).collect();
     let schema = support::repo_root().join("schemas/avro").join(schema_file);
     let out = support::run_python_stdin(

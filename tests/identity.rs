@@ -534,7 +534,7 @@ async fn enrich_bootstraps_from_the_identity_topic_and_enriches_with_it() {
             };
             (
                 record_key(&r),
-                codec.encode(&r).unwrap_or_else(|e| panic!("{e}")),
+                codec.encode(&r),
             )
         })
         .collect();
@@ -577,7 +577,7 @@ async fn enrich_bootstraps_from_the_identity_topic_and_enriches_with_it() {
         ..FlowEvent::default()
     };
     let payload = AvroCodec::<FlowEvent>::new()
-        .and_then(|c| c.encode(&event))
+        .map(|c| c.encode(&event))
         .unwrap_or_else(|e| panic!("{e}"));
     support::produce(&brokers, "flows.events", &[(None, payload.as_slice())]).await;
     let out = support::consume_all(&brokers, "flows.enriched", 1, Duration::from_secs(30));

@@ -194,10 +194,7 @@ fn produce(
         let window = (emission.window_start, emission.window_end);
         for (key, value) in &emission.edges {
             let edge = to_flow_edge(key, value, window, emission.revision);
-            let payload = encoder.encode(&edge).map_err(|e| {
-                // The struct and the schema are compiled in together: a mismatch is a bug.
-                ProcessorError::Fatal(format!("cannot encode a flow edge: {e}"))
-            })?;
+            let payload = encoder.encode(&edge);
             let origin = Origin {
                 topic: tp.topic.clone(),
                 partition: tp.partition,
@@ -326,7 +323,7 @@ mod tests {
         offset: i64,
         flow: &EnrichedFlow,
     ) -> Result<(), Box<dyn Error>> {
-        let payload = AvroCodec::<EnrichedFlow>::new()?.encode(flow)?;
+        let payload = AvroCodec::<EnrichedFlow>::new()?.encode(flow);
         let mut out = Outputs::default();
         processor
             .process(
@@ -435,7 +432,7 @@ mod tests {
 
         let future = system_time_micros(clock()) + 10 * MINUTE + 1;
         let payload =
-            AvroCodec::<EnrichedFlow>::new()?.encode(&flow(future, "a", Action::Allow))?;
+            AvroCodec::<EnrichedFlow>::new()?.encode(&flow(future, "a", Action::Allow));
         let rejection = processor.process(&Input::from_payload(TOPIC, 0, 1, &payload), &mut out);
         assert_eq!(rejection.map_err(|r| r.class), Err(FUTURE_EVENT));
         assert_eq!(processor.held_from(&tp(0)), None);

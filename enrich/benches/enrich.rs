@@ -143,7 +143,7 @@ fn bench(c: &mut Criterion) {
     };
     let payloads: Vec<Vec<u8>> = events
         .iter()
-        .map(|e| codec.encode(e).unwrap_or_default())
+        .map(|e| codec.encode(e))
         .collect();
 
     let mut group = c.benchmark_group("enrich");

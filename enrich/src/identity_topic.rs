@@ -110,7 +110,7 @@ impl IdentityProducer {
         impl Future<Output = Result<(), IdentityTopicError>> + Send + 'static,
         IdentityTopicError,
     > {
-        let payload = self.codec.encode(record)?;
+        let payload = self.codec.encode(record);
         Ok(self.send(record_key(record), Some(payload)))
     }
 

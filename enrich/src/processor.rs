@@ -27,9 +27,6 @@ use crate::updates::{IdentityReadiness, IdentityReceiver};
 pub const MALFORMED_AVRO: &str = "malformed_avro";
 /// Rejection class of an input without a value (a tombstone).
 pub const MISSING_PAYLOAD: &str = "missing_payload";
-/// Rejection class of an enriched record that could not be encoded (the schema and the
-/// struct disagree: a defect, but the record is kept in the dead-letter topic).
-pub const ENCODE_FAILED: &str = "encode_failed";
 
 /// Room for the endpoints an enriched record adds to its event, so encoding rarely grows
 /// the buffer.
@@ -161,9 +158,7 @@ impl Processor for EnrichProcessor {
             .map_err(|e| Rejection::new(MALFORMED_AVRO, e.to_string()))?;
         let enriched = self.enricher.enrich(event);
         let mut bytes = Vec::with_capacity(payload.len() + ENRICHED_EXTRA_BYTES);
-        self.enriched
-            .encode_into(&enriched, &mut bytes)
-            .map_err(|e| Rejection::new(ENCODE_FAILED, e.to_string()))?;
+        self.enriched.encode_into(&enriched, &mut bytes);
         self.tally.record(FlowSide::Src, enriched.src.status);
         self.tally.record(FlowSide::Dst, enriched.dst.status);
         out.send(&self.output_topic, input.key.map(<[u8]>::to_vec), bytes);
@@ -297,7 +292,7 @@ mod tests {
     fn enriches_and_keeps_the_key() -> TestResult {
         let mut processor = processor()?;
         let input_event = event("10.1.0.5", "8.8.8.8")?;
-        let payload = AvroCodec::<FlowEvent>::new()?.encode(&input_event)?;
+        let payload = AvroCodec::<FlowEvent>::new()?.encode(&input_event);
         let mut input = Input::from_payload("flows.events", 3, 42, &payload);
         input.key = Some(b"flow-key");
         let mut out = Outputs::default();
@@ -347,7 +342,7 @@ mod tests {
         );
 
         // Valid framing, truncated datum.
-        let payload = AvroCodec::<FlowEvent>::new()?.encode(&event("10.1.0.5", "8.8.8.8")?)?;
+        let payload = AvroCodec::<FlowEvent>::new()?.encode(&event("10.1.0.5", "8.8.8.8")?);
         let truncated = Input::from_payload("flows.events", 0, 8, &payload[..payload.len() - 3]);
         let rejection = processor
             .process(&truncated, &mut out)
@@ -389,7 +384,7 @@ mod tests {
             ("10.1.0.5", "10.9.9.9"),
             ("10.2.2.2", "10.1.0.5"),
         ] {
-            let payload = codec.encode(&event(src, dst)?)?;
+            let payload = codec.encode(&event(src, dst)?);
             let input = Input::from_payload("flows.events", 0, 0, &payload);
             // A cluster's own series register on its first flow, with the recorder then
             // installed (the global one in the binary).
@@ -475,7 +470,7 @@ mod tests {
         assert!(!processor.identity_ready(), "updates are still pending");
 
         let codec = AvroCodec::<FlowEvent>::new()?;
-        let payload = codec.encode(&event("10.2.0.2", "10.2.0.0")?)?;
+        let payload = codec.encode(&event("10.2.0.2", "10.2.0.0")?);
         let input = Input::from_payload("flows.events", 0, 0, &payload);
         let enriched_dst_status =
             |p: &mut EnrichProcessor| -> Result<_, Box<dyn std::error::Error>> {

@@ -78,10 +78,7 @@ fn workloads() -> BTreeMap<&'static str, Workload> {
                 .push(line.to_vec());
             if format == Format::Hubble {
                 let json = serde_json::to_vec(&event).unwrap_or_else(|e| panic!("{e}"));
-                let avro = ctx
-                    .avro_codec()
-                    .encode(&event)
-                    .unwrap_or_else(|e| panic!("{e}"));
+                let avro = ctx.avro_codec().encode(&event);
                 canonical_json.push(json);
                 canonical_avro.push(avro);
             }

@@ -85,10 +85,7 @@ impl IngestProcessor {
             .map_or_else(Timestamp::now, Timestamp::from_millis);
         self.resolve_schema_id(payload)?;
         let (format, event) = decode(payload, &self.ctx)?;
-        let bytes = self.ctx.avro_codec().encode(&event).map_err(|e| {
-            tracing::error!(error = %e, format = format.name(), "cannot encode a decoded flow event");
-            Rejection::new(reject::ENCODE_FAILED, e.to_string()).with_format(format.name())
-        })?;
+        let bytes = self.ctx.avro_codec().encode(&event);
         out.send(&self.output_topic, Some(partition_key(&event)), bytes);
         Ok(format)
     }
@@ -394,7 +391,7 @@ mod tests {
     /// The sample FlowEvent in Confluent framing under schema `id`.
     fn confluent(id: u32) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
         let single =
-            AvroCodec::<FlowEvent>::new()?.encode(&flowlake_schemas::samples::flow_event())?;
+            AvroCodec::<FlowEvent>::new()?.encode(&flowlake_schemas::samples::flow_event());
         let mut framed = vec![CONFLUENT_MAGIC];
         framed.extend_from_slice(&id.to_be_bytes());
         framed.extend_from_slice(&single[10..]);
@@ -518,7 +515,7 @@ mod tests {
         let mut out = Outputs::default();
         // A payload that would decode without the header.
         let payload =
-            AvroCodec::<FlowEvent>::new()?.encode(&flowlake_schemas::samples::flow_event())?;
+            AvroCodec::<FlowEvent>::new()?.encode(&flowlake_schemas::samples::flow_event());
         accepted(processor.process(&now_input(&payload), &mut out))?;
         let guid = OwnedHeaders::new().insert(Header {
             key: "__value_schema_id",

@@ -35,8 +35,6 @@ pub const INVALID_TIME: &str = "invalid_time";
 pub const FUTURE_TIME: &str = "future_time";
 /// A byte, packet or connection counter is negative.
 pub const NEGATIVE_COUNTER: &str = "negative_counter";
-/// The decoded record could not be written as Avro (a defect: record and schema differ).
-pub const ENCODE_FAILED: &str = "encode_failed";
 /// Canonical Avro framed in a way flowlake does not read: the schema id travels in a
 /// Kafka header (`__value_schema_id` / `__key_schema_id`) instead of the payload.
 pub const UNSUPPORTED_FRAMING: &str = "unsupported_framing";
@@ -48,7 +46,7 @@ pub const UNKNOWN_SCHEMA: &str = "unknown_schema";
 pub const SCHEMA_REGISTRY_UNAVAILABLE: &str = "schema_registry_unavailable";
 
 /// Every class, in a fixed order (metric handles are registered in this order).
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 17] = [
     EMPTY_MESSAGE,
     MESSAGE_TOO_LARGE,
     NOT_JSON,
@@ -63,7 +61,6 @@ pub const ALL: [&str; 18] = [
     INVALID_TIME,
     FUTURE_TIME,
     NEGATIVE_COUNTER,
-    ENCODE_FAILED,
     UNSUPPORTED_FRAMING,
     UNKNOWN_SCHEMA,
     SCHEMA_REGISTRY_UNAVAILABLE,

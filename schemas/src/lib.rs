@@ -5,6 +5,7 @@
 //! Kafka as Avro single-object encoding ([`codec`]); origin coordinates travel in headers,
 //! not in the records.
 
+pub mod binary;
 pub mod codec;
 pub mod records;
 pub mod samples;

@@ -365,7 +365,7 @@ mod tests {
         flow.flow.event_id = event_id.to_owned();
         flow.flow.cluster_id = cluster.to_owned();
         flow.flow.start_time = Timestamp::from_micros(start_micros);
-        AvroCodec::<EnrichedFlow>::new()?.encode(&flow)
+        Ok(AvroCodec::<EnrichedFlow>::new()?.encode(&flow))
     }
 
     fn edge(cluster: &str, window_start: i64) -> Result<Vec<u8>, CodecError> {
@@ -374,7 +374,7 @@ mod tests {
             window_start: Timestamp::from_micros(window_start),
             ..samples::flow_edge()
         };
-        AvroCodec::<FlowEdge>::new()?.encode(&edge)
+        Ok(AvroCodec::<FlowEdge>::new()?.encode(&edge))
     }
 
     fn process(

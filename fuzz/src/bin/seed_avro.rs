@@ -20,7 +20,7 @@ fn confluent(single_object: &[u8]) -> Vec<u8> {
 
 fn encodings<T: AvroRecord>(record: &T) -> Result<[Vec<u8>; 2], String> {
     let single = AvroCodec::<T>::new()
-        .and_then(|c| c.encode(record))
+        .map(|c| c.encode(record))
         .map_err(|e| format!("{}: {e}", T::NAME))?;
     let framed = confluent(&single);
     Ok([single, framed])
