@@ -15,7 +15,13 @@
 //!    `unknown` when the agent gave no address either.
 //!
 //! External and network-set endpoints also get the DNS names learned from earlier flows'
-//! DNS answers ([`crate::dns`]) after the agent's own names. A flow's DNS answer is learned
+//! DNS answers ([`crate::dns`]) after the agent's own names.
+//!
+//! The stage's hot path ([`Enricher::enrich_into`]) writes both endpoints straight into
+//! the output record as Avro: an endpoint the table answered is written from the table's
+//! shared strings, with nothing copied ([`Resolved`]). [`Enricher::enrich`] builds the
+//! same endpoints as owned values; debug builds check that both give the same bytes for
+//! every flow they enrich. A flow's DNS answer is learned
 //! before the flow itself is resolved, so flows are enriched in input order against
 //! everything earlier flows taught. Enrichment never fails: every flow comes out with both
 //! ends set.
@@ -24,6 +30,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use flowlake_schemas::binary::{AvroBinary, write};
 use flowlake_schemas::{
     Endpoint, EndpointHint, EndpointKind, EnrichedFlow, EnrichmentStatus, FlowEvent, Ip, Labels,
     Timestamp,
@@ -151,6 +158,60 @@ impl Enricher {
 
     /// Resolves both ends of `flow`, after learning its DNS answer.
     pub fn enrich(&mut self, flow: FlowEvent) -> EnrichedFlow {
+        let [src, dst] = self.resolve(&flow, |src, dst| [src.into_endpoint(), dst.into_endpoint()]);
+        EnrichedFlow { flow, src, dst }
+    }
+
+    /// Resolves both ends of `flow`, after learning its DNS answer, and appends them to
+    /// `out` as the Avro of two `Endpoint`s (the tail of an `EnrichedFlow` whose `flow` is
+    /// already in `out`). Returns their statuses, source first.
+    pub fn enrich_into(&mut self, flow: &FlowEvent, out: &mut Vec<u8>) -> [EnrichmentStatus; 2] {
+        let start = out.len();
+        let statuses = self.resolve(flow, |src, dst| {
+            src.write_avro(out);
+            dst.write_avro(out);
+            [src.status(), dst.status()]
+        });
+        #[cfg(debug_assertions)]
+        {
+            // The owned endpoints of the same resolution must encode to the same bytes.
+            let [src, dst] = self.resolve_again(flow);
+            let mut expected = Vec::new();
+            src.write_avro(&mut expected);
+            dst.write_avro(&mut expected);
+            debug_assert!(
+                out[start..] == expected[..],
+                "enrich_into and enrich disagree for {flow:?}"
+            );
+        }
+        #[cfg(not(debug_assertions))]
+        let _ = start;
+        statuses
+    }
+
+    /// The owned endpoints of `flow` without learning from it again (debug check).
+    #[cfg(debug_assertions)]
+    fn resolve_again(&self, flow: &FlowEvent) -> [Endpoint; 2] {
+        let Some(state) = self.flows.get(flow.cluster_id.as_str()) else {
+            return [Endpoint::default(), Endpoint::default()];
+        };
+        let context = Context {
+            cluster: self.table.cluster(&flow.cluster_id),
+            network_sets: &self.network_sets,
+            dns: &state.dns,
+            flow,
+        };
+        let (src, dst) = context.resolve_both();
+        [src.into_endpoint(), dst.into_endpoint()]
+    }
+
+    /// Learns from `flow` (event time, DNS answer), resolves its two ends, counts their
+    /// statuses, and hands both to `use_ends`.
+    fn resolve<R>(
+        &mut self,
+        flow: &FlowEvent,
+        use_ends: impl FnOnce(Resolved<'_>, Resolved<'_>) -> R,
+    ) -> R {
         let (dns_max_entries, dns_ttl_grace) = (self.dns_max_entries, self.dns_ttl_grace);
         let state = self
             .flows
@@ -168,28 +229,117 @@ impl Enricher {
             cluster: self.table.cluster(&flow.cluster_id),
             network_sets: &self.network_sets,
             dns: &state.dns,
-            flow: &flow,
+            flow,
         };
-        let src = context.resolve(Side {
-            ip: flow.src_ip,
-            hint: flow.src_hint.as_ref(),
-        });
-        let mut dst = context.resolve(Side {
-            ip: flow.dst_ip,
-            hint: flow.dst_hint.as_ref(),
-        });
-        if !flow.dst_dns_names.is_empty() {
-            // The agent's names first, then the learned ones it did not have.
-            let learned = std::mem::replace(&mut dst.dns_names, flow.dst_dns_names.clone());
-            for name in learned {
-                if !dst.dns_names.contains(&name) {
-                    dst.dns_names.push(name);
+        let (src, dst) = context.resolve_both();
+        state.counters.record(src.status());
+        state.counters.record(dst.status());
+        use_ends(src, dst)
+    }
+}
+
+/// One end of a flow, resolved.
+enum Resolved<'a> {
+    /// The table's entry for the address (`hit`, or `stale`), borrowed.
+    Table {
+        found: Found<'a>,
+        /// The agent's hint, when it names a Service and the entry is not one: a pod
+        /// reached through a Service (the table maps addresses, the agent saw the Service).
+        service_hint: Option<&'a EndpointHint>,
+        /// The agent's DNS names for the address (destination only).
+        dns_names: &'a [String],
+    },
+    /// Anything else, built as an owned endpoint (hints, network sets, external addresses).
+    Owned(Endpoint),
+}
+
+impl Resolved<'_> {
+    fn status(&self) -> EnrichmentStatus {
+        match self {
+            Resolved::Table { found, .. } => found.status,
+            Resolved::Owned(endpoint) => endpoint.status,
+        }
+    }
+
+    fn into_endpoint(self) -> Endpoint {
+        match self {
+            Resolved::Table {
+                found,
+                service_hint,
+                dns_names,
+            } => {
+                let mut endpoint = table_endpoint(&found);
+                if let Some(hint) = service_hint {
+                    endpoint.service_namespace = hint.service_namespace.clone();
+                    endpoint.service_name = hint.service_name.clone();
                 }
+                endpoint.dns_names = dns_names.to_vec();
+                endpoint
+            }
+            Resolved::Owned(endpoint) => endpoint,
+        }
+    }
+
+    /// The endpoint's Avro, field for field what [`Self::into_endpoint`]'s would be.
+    fn write_avro(&self, out: &mut Vec<u8>) {
+        let Resolved::Table {
+            found,
+            service_hint,
+            dns_names,
+        } = self
+        else {
+            if let Resolved::Owned(endpoint) = self {
+                endpoint.write_avro(out);
+            }
+            return;
+        };
+        let service_of_hint = |out: &mut Vec<u8>| match service_hint {
+            Some(hint) => {
+                write::optional_string(out, hint.service_namespace.as_deref());
+                write::optional_string(out, hint.service_name.as_deref());
+            }
+            None => out.extend_from_slice(&[write::NULL_BRANCH, write::NULL_BRANCH]),
+        };
+        let null = write::NULL_BRANCH;
+        match found.identity {
+            Identity::Pod(pod) => {
+                EndpointKind::Pod.write_avro(out);
+                write::optional_string(out, Some(&pod.workload.namespace));
+                write::optional_string(out, Some(&pod.name));
+                found
+                    .uid
+                    .with_text(|uid| write::optional_string(out, Some(uid)));
+                write::optional_string(out, Some(&pod.workload.kind));
+                write::optional_string(out, Some(&pod.workload.name));
+                out.push(null); // aggregated_name
+                write::optional_string(out, pod.workload.service_account.as_deref());
+                pod.labels.write_avro(out);
+                write::optional_string(out, pod.node.as_deref());
+                service_of_hint(out);
+            }
+            Identity::Node(node) => {
+                EndpointKind::Node.write_avro(out);
+                out.push(null); // namespace
+                write::optional_string(out, Some(&node.name));
+                out.extend_from_slice(&[null; 5]); // pod_uid … service_account
+                node.labels.write_avro(out);
+                out.push(null); // node
+                service_of_hint(out);
+            }
+            Identity::Service(service) => {
+                EndpointKind::Service.write_avro(out);
+                write::optional_string(out, Some(&service.namespace));
+                write::optional_string(out, Some(&service.name));
+                out.extend_from_slice(&[null; 5]); // pod_uid … service_account
+                out.push(write::END_OF_BLOCKS); // labels: none
+                out.push(null); // node
+                write::optional_string(out, Some(&service.namespace));
+                write::optional_string(out, Some(&service.name));
             }
         }
-        state.counters.record(src.status);
-        state.counters.record(dst.status);
-        EnrichedFlow { flow, src, dst }
+        out.push(null); // network_set
+        write::string_array(out, dns_names.len(), dns_names.iter().map(String::as_str));
+        found.status.write_avro(out);
     }
 }
 
@@ -201,8 +351,37 @@ struct Context<'a> {
     flow: &'a FlowEvent,
 }
 
-impl Context<'_> {
-    fn resolve(&self, side: Side<'_>) -> Endpoint {
+impl<'a> Context<'a> {
+    /// Both ends: the agent's DNS names for the destination first, then learned ones.
+    fn resolve_both(&self) -> (Resolved<'a>, Resolved<'a>) {
+        let flow = self.flow;
+        let src = self.resolve(Side {
+            ip: flow.src_ip,
+            hint: flow.src_hint.as_ref(),
+        });
+        let mut dst = self.resolve(Side {
+            ip: flow.dst_ip,
+            hint: flow.dst_hint.as_ref(),
+        });
+        if !flow.dst_dns_names.is_empty() {
+            match &mut dst {
+                // Table entries learn no names: the agent's are all there are.
+                Resolved::Table { dns_names, .. } => *dns_names = &flow.dst_dns_names,
+                Resolved::Owned(endpoint) => {
+                    let learned =
+                        std::mem::replace(&mut endpoint.dns_names, flow.dst_dns_names.clone());
+                    for name in learned {
+                        if !endpoint.dns_names.contains(&name) {
+                            endpoint.dns_names.push(name);
+                        }
+                    }
+                }
+            }
+        }
+        (src, dst)
+    }
+
+    fn resolve(&self, side: Side<'a>) -> Resolved<'a> {
         let ip = side.ip.map(|ip| ip.canonical().0);
         let flow = self.flow;
         // The start of the observation interval: the address was held then.
@@ -213,32 +392,35 @@ impl Context<'_> {
         if let Some(found) = found
             && found.status == EnrichmentStatus::Hit
         {
-            let mut endpoint = table_endpoint(&found);
             // A pod reached through a Service: the agent may know the Service, the table
             // (which maps addresses) cannot.
-            if endpoint.service_name.is_none()
-                && let Some(hint) = side.hint
-                && hint.service_name.is_some()
-            {
-                endpoint.service_namespace = hint.service_namespace.clone();
-                endpoint.service_name = hint.service_name.clone();
-            }
-            return endpoint;
+            let service_hint = side.hint.filter(|hint| {
+                hint.service_name.is_some() && !matches!(found.identity, Identity::Service(_))
+            });
+            return Resolved::Table {
+                found,
+                service_hint,
+                dns_names: &[],
+            };
         }
         if let Some(hint) = side.hint
             && let Some(endpoint) = hint_endpoint(hint, ip, flow.reporter_node.as_deref())
         {
-            return endpoint;
+            return Resolved::Owned(endpoint);
         }
         if let Some(found) = found {
-            return table_endpoint(&found);
+            return Resolved::Table {
+                found,
+                service_hint: None,
+                dns_names: &[],
+            };
         }
         let Some(ip) = ip else {
-            return Endpoint {
+            return Resolved::Owned(Endpoint {
                 kind: EndpointKind::Unknown,
                 status: EnrichmentStatus::Miss,
                 ..Endpoint::default()
-            };
+            });
         };
         let mut endpoint = match self.network_set(ip) {
             Some(set) => network_set_endpoint(set),
@@ -246,12 +428,12 @@ impl Context<'_> {
         };
         self.dns
             .names_into(ip, flow.start_time, &mut endpoint.dns_names);
-        endpoint
+        Resolved::Owned(endpoint)
     }
 
     /// The longest-prefix network set of `ip`: the config's, or the cluster's own when
     /// strictly longer.
-    fn network_set(&self, ip: IpAddr) -> Option<&Arc<NetworkSet>> {
+    fn network_set(&self, ip: IpAddr) -> Option<&'a Arc<NetworkSet>> {
         let configured = self.network_sets.longest_match(ip);
         let own = self.cluster.and_then(|c| c.network_set(ip));
         match (configured, own) {
@@ -730,7 +912,53 @@ mod tests {
         assert_eq!(enriched.dst.kind, EndpointKind::ExternalPublic);
         Ok(())
     }
+    /// The hot path's bytes are the owned endpoints' Avro, for every way an end resolves:
+    /// pod, node and Service hits, a hostNetwork pod, a pod with the agent's Service, a
+    /// stale holder, hints of each kind, reserved identities, private and public
+    /// addresses, no address, the agent's DNS names and names learned from an answer.
+    #[test]
+    fn enrich_into_writes_what_enrich_builds() -> TestResult {
+        use flowlake_schemas::AvroCodec;
+        let snapshot = table("prod", SNAPSHOT)?;
+        let mut owned = Enricher::new(Arc::new(snapshot.clone()));
+        let mut hot = Enricher::new(Arc::new(snapshot));
+        let events = AvroCodec::<FlowEvent>::new()?;
+        let enriched = AvroCodec::<EnrichedFlow>::new()?;
+        let flows = [
+            flow("10.1.0.5", "10.96.5.5", "")?,
+            flow("192.168.0.10", "10.1.0.5", r#""dst_hint": {"service_namespace": "shop", "service_name": "web"}"#)?,
+            flow("10.1.0.5", "8.8.8.8", r#""dst_dns_names": ["dns.google"]"#)?,
+            flow("10.1.0.5", "10.1.0.5", r#""dst_dns_names": ["web.shop.svc"]"#)?,
+            flow("10.9.9.9", "172.16.0.1", r#""src_hint": {"kind": "pod", "namespace": "a", "name": "p", "labels": {"x": "y"}, "workload_name": "w"}"#)?,
+            flow("10.9.9.8", "10.9.9.7", r#""src_hint": {"kind": "reserved", "labels": {"reserved:host": ""}}, "dst_hint": {"kind": "svc", "namespace": "n", "name": "s"}"#)?,
+            flow("10.9.9.8", "10.9.9.7", r#""src_hint": {"kind": "ns", "name": "corp"}, "dst_hint": {"kind": "reserved", "labels": {"reserved:world": ""}}"#)?,
+            flow("null", "null", r#""src_hint": {"kind": "net", "aggregated_name": "pub"}, "dst_hint": {"kind": "hep", "name": "h"}"#)?,
+            flow("fe80::1", "2001:db8::1", "")?,
+            flow("10.1.0.5", "1.1.1.1", r#""dns": {"query": "one.one", "ips": ["1.1.1.1"], "ttl": 60}"#)?,
+            flow("10.1.0.5", "1.1.1.1", r#""dst_dns_names": ["cloudflare"]"#)?,
+            FlowEvent {
+                // Long before the pod existed: the nearest holder, stale.
+                start_time: Timestamp::from_secs(1),
+                end_time: Timestamp::from_secs(1),
+                ..flow("10.1.0.5", "10.96.5.5", "")?
+            },
+        ];
+        for event in flows {
+            let expected = enriched.encode(&owned.enrich(event.clone()));
+            let message = events.encode(&event);
+            let (decoded, datum) = events.decode_with_datum(&message)?;
+            let mut bytes = Vec::new();
+            enriched.encode_header(&mut bytes);
+            bytes.extend_from_slice(datum.ok_or("our own schema has a datum")?);
+            let statuses = hot.enrich_into(&decoded, &mut bytes);
+            assert_eq!(bytes, expected, "{event:?}");
+            let back = enriched.decode(&bytes)?;
+            assert_eq!(statuses, [back.src.status, back.dst.status]);
+        }
+        Ok(())
+    }
 }
+
 
 /// Identity from records: the as-of join, clusters, Services, nodes, network sets and DNS.
 #[cfg(test)]

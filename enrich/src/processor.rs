@@ -16,6 +16,7 @@ use std::future::Future;
 use std::time::SystemTime;
 
 use flowlake_runtime::{Input, Outputs, Processor, ProcessorError, Rejection};
+use flowlake_schemas::binary::AvroBinary;
 use flowlake_schemas::{AvroCodec, CodecError, EnrichedFlow, FlowEvent};
 
 use crate::enricher::Enricher;
@@ -152,15 +153,21 @@ impl Processor for EnrichProcessor {
                 "record has no value (tombstone); expected an Avro FlowEvent",
             ));
         };
-        let event = self
+        let (event, datum) = self
             .events
-            .decode(payload)
+            .decode_with_datum(payload)
             .map_err(|e| Rejection::new(MALFORMED_AVRO, e.to_string()))?;
-        let enriched = self.enricher.enrich(event);
+        // An EnrichedFlow is its FlowEvent followed by two Endpoints: the event's own bytes
+        // are copied when they are in our schema, and re-encoded when an older writer's.
         let mut bytes = Vec::with_capacity(payload.len() + ENRICHED_EXTRA_BYTES);
-        self.enriched.encode_into(&enriched, &mut bytes);
-        self.tally.record(FlowSide::Src, enriched.src.status);
-        self.tally.record(FlowSide::Dst, enriched.dst.status);
+        self.enriched.encode_header(&mut bytes);
+        match datum {
+            Some(datum) => bytes.extend_from_slice(datum),
+            None => event.write_avro(&mut bytes),
+        }
+        let [src, dst] = self.enricher.enrich_into(&event, &mut bytes);
+        self.tally.record(FlowSide::Src, src);
+        self.tally.record(FlowSide::Dst, dst);
         out.send(&self.output_topic, input.key.map(<[u8]>::to_vec), bytes);
         Ok(())
     }

@@ -90,6 +90,30 @@ impl Uid {
     pub fn new(text: &str) -> Uid {
         parse_uuid(text).map_or_else(|| Uid::Text(text.into()), Uid::Uuid)
     }
+
+    /// Calls `with_text` with the uid as text, formatting a uuid on the stack (the hot
+    /// path writes a pod's uid into every record it enriches; `to_string` would allocate
+    /// and go through `fmt` for each of the 16 bytes).
+    pub fn with_text<R>(&self, with_text: impl FnOnce(&str) -> R) -> R {
+        match self {
+            Uid::Text(text) => with_text(text),
+            Uid::Uuid(bytes) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut text = [b'-'; 36];
+                let mut at = 0;
+                for (i, byte) in bytes.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        at += 1;
+                    }
+                    text[at] = HEX[usize::from(byte >> 4)];
+                    text[at + 1] = HEX[usize::from(byte & 0x0f)];
+                    at += 2;
+                }
+                // Only ASCII hex digits and hyphens were written.
+                with_text(std::str::from_utf8(&text).unwrap_or_default())
+            }
+        }
+    }
 }
 
 fn parse_uuid(text: &str) -> Option<[u8; 16]> {
@@ -1122,6 +1146,19 @@ mod tests {
 
     fn list(items: &[String]) -> String {
         format!(r#"{{"kind": "List", "items": [{}]}}"#, items.join(","))
+    }
+
+    #[test]
+    fn uid_text_is_its_display() {
+        for text in ["0b8c5f1e-2d3c-4e5f-8a9b-0c1d2e3f4a5b", "kp-uid", "ns/name", ""] {
+            let uid = Uid::new(text);
+            assert_eq!(uid.with_text(str::to_owned), text);
+            assert_eq!(uid.with_text(str::to_owned), uid.to_string());
+        }
+        assert!(matches!(
+            Uid::new("0b8c5f1e-2d3c-4e5f-8a9b-0c1d2e3f4a5b"),
+            Uid::Uuid(_)
+        ));
     }
 
     #[test]

@@ -264,9 +264,14 @@ impl<T: AvroRecord> AvroCodec<T> {
     /// Single-object encodes `record`, appending to `out`. Cannot fail: every value of the
     /// Rust record has an encoding in its schema (the layout is [`crate::binary`]'s).
     pub fn encode_into(&self, record: &T, out: &mut Vec<u8>) {
+        self.encode_header(out);
+        record.write_avro(out);
+    }
+
+    /// Appends the single-object header alone, for a datum the caller writes itself.
+    pub fn encode_header(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&SINGLE_OBJECT_MARKER);
         out.extend_from_slice(&self.fingerprint.to_le_bytes());
-        record.write_avro(out);
     }
 
     /// Single-object encodes `record`.
@@ -278,6 +283,17 @@ impl<T: AvroRecord> AvroCodec<T> {
 
     /// Decodes a single-object or Confluent framed message.
     pub fn decode(&self, message: &[u8]) -> Result<T, CodecError> {
+        self.decode_with_datum(message).map(|(record, _)| record)
+    }
+
+    /// Decodes like [`Self::decode`], and also returns the message's datum when it is
+    /// written in exactly our schema: those bytes are the record's encoding, ready to be
+    /// copied into a record that embeds it (enrich's `EnrichedFlow` starts with its
+    /// `FlowEvent`). None when the writer used another schema version.
+    pub fn decode_with_datum<'m>(
+        &self,
+        message: &'m [u8],
+    ) -> Result<(T, Option<&'m [u8]>), CodecError> {
         let Some(&first) = message.first() else {
             return Err(CodecError::Truncated { needed: 1, got: 0 });
         };
@@ -287,10 +303,10 @@ impl<T: AvroRecord> AvroCodec<T> {
             fp.copy_from_slice(&header[2..]);
             let fingerprint = u64::from_le_bytes(fp);
             if fingerprint == self.fingerprint {
-                return self.read_own(body);
+                return self.read_own(body).map(|record| (record, Some(body)));
             }
             match self.known_writers.get(&fingerprint) {
-                Some(writer) => self.read_resolving(writer, body),
+                Some(writer) => self.read_resolving(writer, body).map(|record| (record, None)),
                 None => Err(CodecError::UnknownFingerprint {
                     record: T::NAME,
                     fingerprint,
@@ -300,8 +316,8 @@ impl<T: AvroRecord> AvroCodec<T> {
             let (header, body) = split_header(message, CONFLUENT_HEADER_LEN)?;
             let id = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
             match self.confluent_ids.get(&id) {
-                Some(None) => self.read_own(body),
-                Some(Some(writer)) => self.read_resolving(writer, body),
+                Some(None) => self.read_own(body).map(|record| (record, Some(body))),
+                Some(Some(writer)) => self.read_resolving(writer, body).map(|record| (record, None)),
                 None => Err(CodecError::UnknownSchemaId {
                     record: T::NAME,
                     id,
