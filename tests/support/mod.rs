@@ -286,6 +286,12 @@ impl Tansu {
         self.port
     }
 
+    /// The process id of the running broker (`None` after [`Tansu::kill`]): benchmarks read
+    /// its CPU time from `/proc/<pid>/stat`.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|server| server.child.id())
+    }
+
     /// The log file of the running (or last) broker process.
     pub fn log_path(&self) -> PathBuf {
         self.tmpdir
