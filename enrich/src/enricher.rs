@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use flowlake_schemas::binary::{AvroBinary, write};
+use flowlake_schemas::binary::{AvroBinary, FlowEventView, write};
 use flowlake_schemas::{
     Endpoint, EndpointHint, EndpointKind, EnrichedFlow, EnrichmentStatus, FlowEvent, Ip, Labels,
     Timestamp,
@@ -189,6 +189,64 @@ impl Enricher {
         statuses
     }
 
+    /// The stage's fast path, for the common flow: both ends are table hits at the flow's
+    /// time, and the flow teaches nothing (no DNS answer) and names nothing (no agent DNS
+    /// names). Appends the two endpoints to `out` and returns their statuses; returns None,
+    /// having written and counted nothing, for any other flow, which then takes
+    /// [`Self::enrich_into`] on the decoded event (so does a datum that does not read).
+    /// `datum` is a `FlowEvent` in our own schema; nothing of it is copied.
+    pub fn enrich_hits_into(
+        &mut self,
+        datum: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Option<[EnrichmentStatus; 2]> {
+        let view = FlowEventView::read(datum).ok()?;
+        if view.has_dns || view.has_dst_dns_names {
+            return None;
+        }
+        let cluster = self.table.cluster(view.cluster_id)?;
+        let hit = |ip: Option<Ip>| {
+            cluster
+                .lookup(ip?.canonical().0, view.start_time)
+                .filter(|found| found.status == EnrichmentStatus::Hit)
+        };
+        let src = Resolved::hit(hit(view.src_ip)?, view.src_hint_service);
+        let dst = Resolved::hit(hit(view.dst_ip)?, view.dst_hint_service);
+        let start = out.len();
+        src.write_avro(out);
+        dst.write_avro(out);
+        let (dns_max_entries, dns_ttl_grace) = (self.dns_max_entries, self.dns_ttl_grace);
+        let state = self
+            .flows
+            .entry_ref(view.cluster_id)
+            .or_insert_with(|| FlowState {
+                high_water: i64::MIN,
+                dns: DnsNames::new(dns_max_entries, dns_ttl_grace),
+                counters: ClusterCounters::register(view.cluster_id),
+            });
+        state.high_water = state.high_water.max(view.end_time.as_micros());
+        state.counters.record(EnrichmentStatus::Hit);
+        state.counters.record(EnrichmentStatus::Hit);
+        #[cfg(debug_assertions)]
+        {
+            // The full path must resolve the decoded event to the same bytes.
+            let mut reader = flowlake_schemas::binary::Reader::new(datum);
+            if let Ok(flow) = FlowEvent::read_avro(&mut reader, "FlowEvent") {
+                let [src, dst] = self.resolve_again(&flow);
+                let mut expected = Vec::new();
+                src.write_avro(&mut expected);
+                dst.write_avro(&mut expected);
+                debug_assert!(
+                    out[start..] == expected[..],
+                    "enrich_hits_into and enrich disagree for {flow:?}"
+                );
+            }
+        }
+        #[cfg(not(debug_assertions))]
+        let _ = start;
+        Some([EnrichmentStatus::Hit; 2])
+    }
+
     /// The owned endpoints of `flow` without learning from it again (debug check).
     #[cfg(debug_assertions)]
     fn resolve_again(&self, flow: &FlowEvent) -> [Endpoint; 2] {
@@ -243,9 +301,10 @@ enum Resolved<'a> {
     /// The table's entry for the address (`hit`, or `stale`), borrowed.
     Table {
         found: Found<'a>,
-        /// The agent's hint, when it names a Service and the entry is not one: a pod
-        /// reached through a Service (the table maps addresses, the agent saw the Service).
-        service_hint: Option<&'a EndpointHint>,
+        /// The Service the agent's hint names (namespace, name), when the entry is not
+        /// one: a pod reached through a Service (the table maps addresses, the agent saw
+        /// the Service).
+        service: Option<(Option<&'a str>, &'a str)>,
         /// The agent's DNS names for the address (destination only).
         dns_names: &'a [String],
     },
@@ -253,7 +312,17 @@ enum Resolved<'a> {
     Owned(Endpoint),
 }
 
-impl Resolved<'_> {
+impl<'a> Resolved<'a> {
+    /// A table hit, with the Service the agent named unless the address is a Service's.
+    fn hit(found: Found<'a>, service: Option<(Option<&'a str>, &'a str)>) -> Self {
+        let service = service.filter(|_| !matches!(found.identity, Identity::Service(_)));
+        Resolved::Table {
+            found,
+            service,
+            dns_names: &[],
+        }
+    }
+
     fn status(&self) -> EnrichmentStatus {
         match self {
             Resolved::Table { found, .. } => found.status,
@@ -265,13 +334,13 @@ impl Resolved<'_> {
         match self {
             Resolved::Table {
                 found,
-                service_hint,
+                service,
                 dns_names,
             } => {
                 let mut endpoint = table_endpoint(&found);
-                if let Some(hint) = service_hint {
-                    endpoint.service_namespace = hint.service_namespace.clone();
-                    endpoint.service_name = hint.service_name.clone();
+                if let Some((namespace, name)) = service {
+                    endpoint.service_namespace = namespace.map(str::to_owned);
+                    endpoint.service_name = Some(name.to_owned());
                 }
                 endpoint.dns_names = dns_names.to_vec();
                 endpoint
@@ -284,7 +353,7 @@ impl Resolved<'_> {
     fn write_avro(&self, out: &mut Vec<u8>) {
         let Resolved::Table {
             found,
-            service_hint,
+            service,
             dns_names,
         } = self
         else {
@@ -293,10 +362,10 @@ impl Resolved<'_> {
             }
             return;
         };
-        let service_of_hint = |out: &mut Vec<u8>| match service_hint {
-            Some(hint) => {
-                write::optional_string(out, hint.service_namespace.as_deref());
-                write::optional_string(out, hint.service_name.as_deref());
+        let service_of_hint = |out: &mut Vec<u8>| match service {
+            Some((namespace, name)) => {
+                write::optional_string(out, *namespace);
+                write::optional_string(out, Some(name));
             }
             None => out.extend_from_slice(&[write::NULL_BRANCH, write::NULL_BRANCH]),
         };
@@ -394,14 +463,11 @@ impl<'a> Context<'a> {
         {
             // A pod reached through a Service: the agent may know the Service, the table
             // (which maps addresses) cannot.
-            let service_hint = side.hint.filter(|hint| {
-                hint.service_name.is_some() && !matches!(found.identity, Identity::Service(_))
+            let service = side.hint.and_then(|hint| {
+                let name = hint.service_name.as_deref()?;
+                Some((hint.service_namespace.as_deref(), name))
             });
-            return Resolved::Table {
-                found,
-                service_hint,
-                dns_names: &[],
-            };
+            return Resolved::hit(found, service);
         }
         if let Some(hint) = side.hint
             && let Some(endpoint) = hint_endpoint(hint, ip, flow.reporter_node.as_deref())
@@ -411,7 +477,7 @@ impl<'a> Context<'a> {
         if let Some(found) = found {
             return Resolved::Table {
                 found,
-                service_hint: None,
+                service: None,
                 dns_names: &[],
             };
         }
@@ -913,15 +979,17 @@ mod tests {
         Ok(())
     }
     /// The hot path's bytes are the owned endpoints' Avro, for every way an end resolves:
-    /// pod, node and Service hits, a hostNetwork pod, a pod with the agent's Service, a
-    /// stale holder, hints of each kind, reserved identities, private and public
+    /// pod, node and Service hits, a hostNetwork pod, a pod with the agent's Service,
+    /// hints of each kind, reserved identities, private and public
     /// addresses, no address, the agent's DNS names and names learned from an answer.
     #[test]
     fn enrich_into_writes_what_enrich_builds() -> TestResult {
         use flowlake_schemas::AvroCodec;
         let snapshot = table("prod", SNAPSHOT)?;
         let mut owned = Enricher::new(Arc::new(snapshot.clone()));
-        let mut hot = Enricher::new(Arc::new(snapshot));
+        let mut hot = Enricher::new(Arc::new(snapshot.clone()));
+        let mut fast = Enricher::new(Arc::new(snapshot));
+        let mut fast_path_taken = 0;
         let events = AvroCodec::<FlowEvent>::new()?;
         let enriched = AvroCodec::<EnrichedFlow>::new()?;
         let flows = [
@@ -936,12 +1004,6 @@ mod tests {
             flow("fe80::1", "2001:db8::1", "")?,
             flow("10.1.0.5", "1.1.1.1", r#""dns": {"query": "one.one", "ips": ["1.1.1.1"], "ttl": 60}"#)?,
             flow("10.1.0.5", "1.1.1.1", r#""dst_dns_names": ["cloudflare"]"#)?,
-            FlowEvent {
-                // Long before the pod existed: the nearest holder, stale.
-                start_time: Timestamp::from_secs(1),
-                end_time: Timestamp::from_secs(1),
-                ..flow("10.1.0.5", "10.96.5.5", "")?
-            },
         ];
         for event in flows {
             let expected = enriched.encode(&owned.enrich(event.clone()));
@@ -954,7 +1016,24 @@ mod tests {
             assert_eq!(bytes, expected, "{event:?}");
             let back = enriched.decode(&bytes)?;
             assert_eq!(statuses, [back.src.status, back.dst.status]);
+
+            // The stage's way: the fast path when it applies, the full one otherwise.
+            let datum = datum.ok_or("our own schema has a datum")?;
+            let mut bytes = Vec::new();
+            enriched.encode_header(&mut bytes);
+            bytes.extend_from_slice(datum);
+            let fast_statuses = match fast.enrich_hits_into(datum, &mut bytes) {
+                Some(statuses) => {
+                    fast_path_taken += 1;
+                    statuses
+                }
+                None => fast.enrich_into(&decoded, &mut bytes),
+            };
+            assert_eq!(bytes, expected, "fast path: {event:?}");
+            assert_eq!(fast_statuses, statuses);
         }
+        // Pod → Service, hostNetwork pod → pod with the agent's Service.
+        assert_eq!(fast_path_taken, 2);
         Ok(())
     }
 }

@@ -153,6 +153,19 @@ impl Processor for EnrichProcessor {
                 "record has no value (tombstone); expected an Avro FlowEvent",
             ));
         };
+        // The common flow (both ends known to the table, nothing to learn) is enriched
+        // without decoding it: its bytes are checked, copied, and the endpoints appended.
+        if let Some(datum) = self.events.own_datum(payload) {
+            let mut bytes = Vec::with_capacity(payload.len() + ENRICHED_EXTRA_BYTES);
+            self.enriched.encode_header(&mut bytes);
+            bytes.extend_from_slice(datum);
+            if let Some([src, dst]) = self.enricher.enrich_hits_into(datum, &mut bytes) {
+                self.tally.record(FlowSide::Src, src);
+                self.tally.record(FlowSide::Dst, dst);
+                out.send(&self.output_topic, input.key.map(<[u8]>::to_vec), bytes);
+                return Ok(());
+            }
+        }
         let (event, datum) = self
             .events
             .decode_with_datum(payload)
@@ -312,7 +325,7 @@ mod tests {
         let records = out.take();
         assert_eq!(records.len(), 1);
         let record = &records[0];
-        assert_eq!(record.topic, "flows.enriched");
+        assert_eq!(&*record.topic, "flows.enriched");
         assert_eq!(record.key.as_deref(), Some(&b"flow-key"[..]));
         assert_eq!(record.origin, Some(input.origin()));
         let enriched = AvroCodec::<EnrichedFlow>::new()?.decode(&record.payload)?;

@@ -598,6 +598,142 @@ avro_record!(IdentityRecord {
     observed_at,
 });
 
+/// What enrich's fast path reads of a `FlowEvent` datum, borrowed from the message.
+///
+/// [`FlowEventView::read`] walks the whole datum and checks it exactly as
+/// `FlowEvent::read_avro` does (UTF-8, enum ranges, IP lengths, union branches, lengths,
+/// nothing left over), so a datum it accepts is one the full decoder accepts, and can be
+/// copied into an `EnrichedFlow` as it is. Nothing is allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowEventView<'a> {
+    /// `cluster_id`.
+    pub cluster_id: &'a str,
+    /// `start_time`.
+    pub start_time: Timestamp,
+    /// `end_time`.
+    pub end_time: Timestamp,
+    /// `src_ip`.
+    pub src_ip: Option<Ip>,
+    /// `dst_ip`.
+    pub dst_ip: Option<Ip>,
+    /// The Service `src_hint` names: (`service_namespace`, `service_name`) when it names one.
+    pub src_hint_service: Option<(Option<&'a str>, &'a str)>,
+    /// The Service `dst_hint` names.
+    pub dst_hint_service: Option<(Option<&'a str>, &'a str)>,
+    /// `src_hint` is present.
+    pub has_src_hint: bool,
+    /// `dst_hint` is present.
+    pub has_dst_hint: bool,
+    /// `dst_dns_names` is not empty.
+    pub has_dst_dns_names: bool,
+    /// `dns` is present.
+    pub has_dns: bool,
+}
+
+impl<'a> FlowEventView<'a> {
+    /// Reads and checks a whole `FlowEvent` datum (without framing).
+    pub fn read(datum: &'a [u8]) -> Result<Self, ReadError> {
+        let r = &mut Reader::new(datum);
+        r.str("FlowEvent.event_id")?;
+        let cluster_id = r.str("FlowEvent.cluster_id")?;
+        r.str("FlowEvent.source_format")?;
+        r.optional_str("FlowEvent.reporter_node")?;
+        Reporter::read_avro(r, "FlowEvent.reporter")?;
+        let start_time = Timestamp::read_avro(r, "FlowEvent.start_time")?;
+        let end_time = Timestamp::read_avro(r, "FlowEvent.end_time")?;
+        let src_ip = Option::<Ip>::read_avro(r, "FlowEvent.src_ip")?;
+        let dst_ip = Option::<Ip>::read_avro(r, "FlowEvent.dst_ip")?;
+        for field in ["FlowEvent.src_port", "FlowEvent.dst_port", "FlowEvent.protocol"] {
+            if r.present(field)? {
+                r.int(field)?;
+            }
+        }
+        Action::read_avro(r, "FlowEvent.action")?;
+        r.optional_str("FlowEvent.drop_reason")?;
+        for field in [
+            "FlowEvent.bytes_out",
+            "FlowEvent.bytes_in",
+            "FlowEvent.packets_out",
+            "FlowEvent.packets_in",
+            "FlowEvent.connections_started",
+            "FlowEvent.connections_completed",
+            "FlowEvent.connections_live",
+        ] {
+            r.long(field)?;
+        }
+        for field in ["FlowEvent.policies_enforced", "FlowEvent.policies_pending"] {
+            // kind, tier, namespace, name, action, rule_index: at least 6 bytes.
+            r.blocks(field, 6, |r| {
+                r.str("PolicyHit.kind")?;
+                r.optional_str("PolicyHit.tier")?;
+                r.optional_str("PolicyHit.namespace")?;
+                r.str("PolicyHit.name")?;
+                Action::read_avro(r, "PolicyHit.action")?;
+                Option::<i32>::read_avro(r, "PolicyHit.rule_index").map(drop)
+            })?;
+        }
+        let (has_src_hint, src_hint_service) = read_hint_service(r, "FlowEvent.src_hint")?;
+        let (has_dst_hint, dst_hint_service) = read_hint_service(r, "FlowEvent.dst_hint")?;
+        let mut dst_dns_names = 0usize;
+        r.blocks("FlowEvent.dst_dns_names", 1, |r| {
+            dst_dns_names += 1;
+            r.str("FlowEvent.dst_dns_names").map(drop)
+        })?;
+        let has_dns = r.present("FlowEvent.dns")?;
+        if has_dns {
+            r.str("DnsObservation.query")?;
+            r.blocks("DnsObservation.ips", 1, |r| {
+                Ip::read_avro(r, "DnsObservation.ips").map(drop)
+            })?;
+            Option::<i64>::read_avro(r, "DnsObservation.ttl")?;
+        }
+        if !r.remaining().is_empty() {
+            return error("FlowEvent", "bytes left after the datum");
+        }
+        Ok(FlowEventView {
+            cluster_id,
+            start_time,
+            end_time,
+            src_ip,
+            dst_ip,
+            src_hint_service,
+            dst_hint_service,
+            has_src_hint,
+            has_dst_hint,
+            has_dst_dns_names: dst_dns_names > 0,
+            has_dns,
+        })
+    }
+}
+
+/// Reads an optional `EndpointHint`: whether it is there, and the Service it names.
+#[allow(clippy::type_complexity)]
+fn read_hint_service<'a>(
+    r: &mut Reader<'a>,
+    field: &'static str,
+) -> Result<(bool, Option<(Option<&'a str>, &'a str)>), ReadError> {
+    if !r.present(field)? {
+        return Ok((false, None));
+    }
+    for field in [
+        "EndpointHint.kind",
+        "EndpointHint.namespace",
+        "EndpointHint.name",
+        "EndpointHint.aggregated_name",
+    ] {
+        r.optional_str(field)?;
+    }
+    r.blocks("EndpointHint.labels", 2, |r| {
+        r.str("EndpointHint.labels")?;
+        r.str("EndpointHint.labels").map(drop)
+    })?;
+    r.optional_str("EndpointHint.workload_kind")?;
+    r.optional_str("EndpointHint.workload_name")?;
+    let namespace = r.optional_str("EndpointHint.service_namespace")?;
+    let name = r.optional_str("EndpointHint.service_name")?;
+    Ok((true, name.map(|name| (namespace, name))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1021,6 +1157,43 @@ mod tests {
             same_as_apache_avro(&record)?;
         }
 
+        /// The view accepts exactly the data the full decoder accepts, and reads the same
+        /// values, also from damaged data.
+        #[test]
+        fn the_view_agrees_with_the_decoder(event in flow_event(), cut in any::<prop::sample::Index>(), flip in any::<(prop::sample::Index, u8)>()) {
+            let bytes = ours(&event);
+            let view = FlowEventView::read(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            fn service(hint: &Option<EndpointHint>) -> Option<(Option<&str>, &str)> {
+                let hint = hint.as_ref()?;
+                hint.service_name.as_deref().map(|name| (hint.service_namespace.as_deref(), name))
+            }
+            prop_assert_eq!(view, FlowEventView {
+                cluster_id: &event.cluster_id,
+                start_time: event.start_time,
+                end_time: event.end_time,
+                src_ip: event.src_ip,
+                dst_ip: event.dst_ip,
+                src_hint_service: service(&event.src_hint),
+                dst_hint_service: service(&event.dst_hint),
+                has_src_hint: event.src_hint.is_some(),
+                has_dst_hint: event.dst_hint.is_some(),
+                has_dst_dns_names: !event.dst_dns_names.is_empty(),
+                has_dns: event.dns.is_some(),
+            });
+            let cut = &bytes[..cut.index(bytes.len() + 1)];
+            let mut flipped = bytes.clone();
+            if !flipped.is_empty() {
+                let at = flip.0.index(flipped.len());
+                flipped[at] ^= flip.1;
+            }
+            for damaged in [cut, &flipped[..]] {
+                prop_assert_eq!(
+                    FlowEventView::read(damaged).is_ok(),
+                    whole(damaged)
+                );
+            }
+        }
+
         /// Any prefix of a valid datum, and any byte flipped in it, reads as a value or an
         /// error: never a panic.
         #[test]
@@ -1039,5 +1212,11 @@ mod tests {
 
     fn read_back_lenient<T: AvroBinary>(bytes: &[u8]) -> Result<T, ReadError> {
         T::read_avro(&mut Reader::new(bytes), "test")
+    }
+
+    /// A FlowEvent reads from `bytes` with nothing left over.
+    fn whole(bytes: &[u8]) -> bool {
+        let mut reader = Reader::new(bytes);
+        FlowEvent::read_avro(&mut reader, "test").is_ok() && reader.remaining().is_empty()
     }
 }

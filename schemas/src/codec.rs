@@ -286,6 +286,23 @@ impl<T: AvroRecord> AvroCodec<T> {
         self.decode_with_datum(message).map(|(record, _)| record)
     }
 
+    /// The message's datum when its framing says it is written in exactly our schema
+    /// (single-object with our fingerprint, or a Confluent id registered as our schema);
+    /// None otherwise. The datum itself is not checked.
+    pub fn own_datum<'m>(&self, message: &'m [u8]) -> Option<&'m [u8]> {
+        match message {
+            [0xC3, 0x01, fingerprint @ .., ] if fingerprint.len() >= 8 => {
+                let (fp, body) = fingerprint.split_at(8);
+                (fp == self.fingerprint.to_le_bytes()).then_some(body)
+            }
+            [CONFLUENT_MAGIC, a, b, c, d, body @ ..] => {
+                let id = u32::from_be_bytes([*a, *b, *c, *d]);
+                matches!(self.confluent_ids.get(&id), Some(None)).then_some(body)
+            }
+            _ => None,
+        }
+    }
+
     /// Decodes like [`Self::decode`], and also returns the message's datum when it is
     /// written in exactly our schema: those bytes are the record's encoding, ready to be
     /// copied into a record that embeds it (enrich's `EnrichedFlow` starts with its
@@ -394,11 +411,17 @@ mod tests {
         let bytes = codec.encode(&record);
         assert_eq!(bytes[..2], SINGLE_OBJECT_MARKER);
         assert_eq!(codec.decode(&bytes)?, record);
+        assert_eq!(codec.own_datum(&bytes), Some(&bytes[SINGLE_OBJECT_HEADER_LEN..]));
+        let mut other_writer = bytes.clone();
+        other_writer[2] ^= 1;
+        assert_eq!(codec.own_datum(&other_writer), None);
         // The same datum under Confluent framing, once its id is known.
         let mut confluent = vec![CONFLUENT_MAGIC, 0, 0, 0, 42];
         confluent.extend_from_slice(&bytes[SINGLE_OBJECT_HEADER_LEN..]);
+        assert_eq!(codec.own_datum(&confluent), None);
         let codec = codec.with_confluent_schema(42, &T::schema().canonical_form())?;
         assert_eq!(codec.decode(&confluent)?, record);
+        assert_eq!(codec.own_datum(&confluent), Some(&bytes[SINGLE_OBJECT_HEADER_LEN..]));
         Ok(())
     }
 
