@@ -190,13 +190,14 @@ fn produce(
     due: Vec<Emission>,
     out: &mut Outputs,
 ) -> Result<(), ProcessorError> {
+    let input_topic: std::sync::Arc<str> = std::sync::Arc::from(tp.topic.as_str());
     for emission in due {
         let window = (emission.window_start, emission.window_end);
         for (key, value) in &emission.edges {
             let edge = to_flow_edge(key, value, window, emission.revision);
             let payload = encoder.encode(&edge);
             let origin = Origin {
-                topic: tp.topic.clone(),
+                topic: std::sync::Arc::clone(&input_topic),
                 partition: tp.partition,
                 offset: emission.max_offset,
             };
@@ -391,7 +392,7 @@ mod tests {
         ready(processor.flush_due(clock(), &mut out)).transpose()?;
         let records = out.take();
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].topic, OUT);
+        assert_eq!(&*records[0].topic, OUT);
         assert_eq!(
             records[0].key.as_deref(),
             Some(&b"prod-eu-1/shop/checkout"[..])
@@ -399,7 +400,7 @@ mod tests {
         assert_eq!(
             records[0].origin,
             Some(Origin {
-                topic: TOPIC.to_owned(),
+                topic: TOPIC.into(),
                 partition: 3,
                 offset: 102
             })
@@ -491,7 +492,7 @@ mod tests {
         assert_eq!(
             origins,
             vec![Origin {
-                topic: TOPIC.to_owned(),
+                topic: TOPIC.into(),
                 partition: 1,
                 offset: 9
             }]

@@ -248,7 +248,7 @@ mod tests {
 
         let records = out.take();
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].topic, "flows.events");
+        assert_eq!(&*records[0].topic, "flows.events");
         assert_eq!(records[0].key.as_deref(), Some(&b"kind/10.244.1.60"[..]));
         let event = AvroCodec::<FlowEvent>::new()?.decode(&records[0].payload)?;
         assert_eq!(event.src_port, Some(44_916));

@@ -12,6 +12,7 @@
 //! oldest one it holds through `held_from`, so a crash replays it instead of losing it.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use rdkafka::message::BorrowedHeaders;
@@ -19,8 +20,8 @@ pub use rdkafka::message::BorrowedHeaders;
 /// Where a record came from: the coordinates stamped on every produced record's headers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Origin {
-    /// Input topic.
-    pub topic: String,
+    /// Input topic (shared: every record of a batch names the same few topics).
+    pub topic: Arc<str>,
     /// Input partition.
     pub partition: i32,
     /// Input offset.
@@ -89,7 +90,7 @@ impl<'a> Input<'a> {
     /// This record's coordinates.
     pub fn origin(&self) -> Origin {
         Origin {
-            topic: self.topic.to_owned(),
+            topic: Arc::from(self.topic),
             partition: self.partition,
             offset: self.offset,
         }
@@ -100,7 +101,7 @@ impl<'a> Input<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputRecord {
     /// Destination topic.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Kafka key: decides the partition, so make it deterministic.
     pub key: Option<Vec<u8>>,
     /// Kafka value.
@@ -114,14 +115,17 @@ pub struct OutputRecord {
 pub struct Outputs {
     records: Vec<OutputRecord>,
     current: Option<Origin>,
+    /// The topic names used in this batch, each allocated once rather than per record.
+    topics: Vec<Arc<str>>,
 }
 
 impl Outputs {
     /// Produce `payload` to `topic`; stamped with the origin of the input being processed.
     pub fn send(&mut self, topic: &str, key: Option<Vec<u8>>, payload: Vec<u8>) {
         let origin = self.current.clone();
+        let topic = self.topic(topic);
         self.records.push(OutputRecord {
-            topic: topic.to_owned(),
+            topic,
             key,
             payload,
             origin,
@@ -137,8 +141,9 @@ impl Outputs {
         payload: Vec<u8>,
         origin: Option<Origin>,
     ) {
+        let topic = self.topic(topic);
         self.records.push(OutputRecord {
-            topic: topic.to_owned(),
+            topic,
             key,
             payload,
             origin,
@@ -165,9 +170,30 @@ impl Outputs {
         self.records.is_empty()
     }
 
-    /// Sets the origin that [`Outputs::send`] stamps (the runtime calls this per input).
+    /// Sets the origin that [`Outputs::send`] stamps.
     pub fn set_current_origin(&mut self, origin: Option<Origin>) {
         self.current = origin;
+    }
+
+    /// Sets `input`'s coordinates as the origin that [`Outputs::send`] stamps (the runtime
+    /// calls this per input).
+    pub fn set_current_input(&mut self, input: &Input<'_>) {
+        let topic = self.topic(input.topic);
+        self.current = Some(Origin {
+            topic,
+            partition: input.partition,
+            offset: input.offset,
+        });
+    }
+
+    /// The shared name of `topic`.
+    fn topic(&mut self, topic: &str) -> Arc<str> {
+        if let Some(known) = self.topics.iter().find(|known| ***known == *topic) {
+            return Arc::clone(known);
+        }
+        let shared: Arc<str> = Arc::from(topic);
+        self.topics.push(Arc::clone(&shared));
+        shared
     }
 }
 

@@ -156,7 +156,7 @@ impl StageMetrics {
 
 /// A record ready to produce, headers included.
 struct Produce {
-    topic: String,
+    topic: std::sync::Arc<str>,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
     headers: OwnedHeaders,
@@ -169,7 +169,7 @@ impl From<OutputRecord> for Produce {
             headers = headers
                 .insert(Header {
                     key: ORIGIN_TOPIC_HEADER,
-                    value: Some(origin.topic.as_str()),
+                    value: Some(&*origin.topic),
                 })
                 .insert(Header {
                     key: ORIGIN_PARTITION_HEADER,
@@ -233,7 +233,7 @@ fn dead_letter(
         });
     }
     Produce {
-        topic: dlq_topic.to_owned(),
+        topic: std::sync::Arc::from(dlq_topic),
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         headers,
@@ -258,7 +258,7 @@ async fn deliver(
             }
             match producer.send_result(future) {
                 Ok(delivery) => {
-                    pending.push_back((record.topic.as_str(), delivery));
+                    pending.push_back((&*record.topic, delivery));
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -270,7 +270,7 @@ async fn deliver(
                 }
                 Err((source, _)) => {
                     return Err(RuntimeError::Delivery {
-                        topic: record.topic.clone(),
+                        topic: record.topic.to_string(),
                         source,
                     });
                 }
@@ -410,7 +410,7 @@ pub async fn run_stage<P: Processor>(
                     headers: message.headers(),
                     timestamp_millis: message.timestamp().to_millis(),
                 };
-                out.set_current_origin(Some(input.origin()));
+                out.set_current_input(&input);
                 if let Err(rejection) = processor.process(&input, &mut out) {
                     metrics.dead_letter(rejection.class).increment(1);
                     tracing::debug!(stage, topic = input.topic, partition = input.partition, offset = input.offset, %rejection, "dead-lettering record");
