@@ -359,7 +359,9 @@ pub struct ClusterTable {
     free: Vec<u32>,
     by_uid: HashTable<u32>,
     hasher: DefaultHashBuilder,
-    by_ip: HashMap<IpAddr, Holders>,
+    /// Hashed with foldhash (hashbrown's default, seeded per process) rather than SipHash:
+    /// every flow looks up two addresses, and SipHash was a visible part of that cost.
+    by_ip: HashMap<IpAddr, Holders, DefaultHashBuilder>,
     /// (interval end, slab index) of ended objects, earliest first.
     ended: BinaryHeap<Reverse<(i64, u32)>>,
     namespaces: HashMap<Arc<str>, Arc<Labels>>,
