@@ -532,10 +532,7 @@ async fn enrich_bootstraps_from_the_identity_topic_and_enriches_with_it() {
                 observed_at: observed,
                 ..r
             };
-            (
-                record_key(&r),
-                codec.encode(&r),
-            )
+            (record_key(&r), codec.encode(&r))
         })
         .collect();
     let batch: Vec<(Option<&[u8]>, &[u8])> = records

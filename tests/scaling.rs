@@ -216,11 +216,7 @@ async fn two_instances_in_one_group_write_what_one_instance_writes() {
 
     let codec = AvroCodec::<FlowEvent>::new().unwrap_or_else(|e| panic!("{e}"));
     let base = Timestamp::now();
-    let payloads: Vec<Vec<u8>> = (0..FLOWS)
-        .map(|i| {
-            codec.encode(&flow(i, base))
-        })
-        .collect();
+    let payloads: Vec<Vec<u8>> = (0..FLOWS).map(|i| codec.encode(&flow(i, base))).collect();
     let records: Vec<TestRecord<'_>> = payloads
         .iter()
         .enumerate()

@@ -432,8 +432,7 @@ mod tests {
         assert_eq!(rejection.map_err(|r| r.class), Err(MALFORMED_AVRO));
 
         let future = system_time_micros(clock()) + 10 * MINUTE + 1;
-        let payload =
-            AvroCodec::<EnrichedFlow>::new()?.encode(&flow(future, "a", Action::Allow));
+        let payload = AvroCodec::<EnrichedFlow>::new()?.encode(&flow(future, "a", Action::Allow));
         let rejection = processor.process(&Input::from_payload(TOPIC, 0, 1, &payload), &mut out);
         assert_eq!(rejection.map_err(|r| r.class), Err(FUTURE_EVENT));
         assert_eq!(processor.held_from(&tp(0)), None);

@@ -20,7 +20,8 @@ use criterion::{Criterion, Throughput, criterion_main};
 use flowlake_enrich::{EnrichProcessor, Enricher, IdentityTable};
 use flowlake_runtime::{Input, Outputs, Processor};
 use flowlake_schemas::{
-    Action, AvroCodec, EndpointHint, FlowEvent, IdentityKind, IdentityRecord, Ip, OwnerRef, Reporter, Timestamp,
+    Action, AvroCodec, EndpointHint, FlowEvent, IdentityKind, IdentityRecord, Ip, OwnerRef,
+    Reporter, Timestamp,
 };
 
 const PODS: u32 = 100_000;
@@ -114,9 +115,18 @@ fn pod_hint(ip: &IpAddr) -> EndpointHint {
         name: Some(format!("{deployment}-6b7f9c8d5-{:05x}", i & 0xfffff)),
         labels: [
             ("app".to_owned(), deployment.clone()),
-            ("io.cilium.k8s.policy.cluster".to_owned(), "default".to_owned()),
-            ("io.cilium.k8s.policy.serviceaccount".to_owned(), "default".to_owned()),
-            ("io.kubernetes.pod.namespace".to_owned(), format!("ns-{}", i % 50)),
+            (
+                "io.cilium.k8s.policy.cluster".to_owned(),
+                "default".to_owned(),
+            ),
+            (
+                "io.cilium.k8s.policy.serviceaccount".to_owned(),
+                "default".to_owned(),
+            ),
+            (
+                "io.kubernetes.pod.namespace".to_owned(),
+                format!("ns-{}", i % 50),
+            ),
         ]
         .into(),
         workload_kind: Some("Deployment".into()),
@@ -180,10 +190,7 @@ fn bench(c: &mut Criterion) {
         Ok(codec) => codec,
         Err(e) => panic!("codec: {e}"),
     };
-    let payloads: Vec<Vec<u8>> = events
-        .iter()
-        .map(|e| codec.encode(e))
-        .collect();
+    let payloads: Vec<Vec<u8>> = events.iter().map(|e| codec.encode(e)).collect();
 
     let mut group = c.benchmark_group("enrich");
     group.throughput(Throughput::Elements(RECORDS as u64));

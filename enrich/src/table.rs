@@ -1152,7 +1152,12 @@ mod tests {
 
     #[test]
     fn uid_text_is_its_display() {
-        for text in ["0b8c5f1e-2d3c-4e5f-8a9b-0c1d2e3f4a5b", "kp-uid", "ns/name", ""] {
+        for text in [
+            "0b8c5f1e-2d3c-4e5f-8a9b-0c1d2e3f4a5b",
+            "kp-uid",
+            "ns/name",
+            "",
+        ] {
             let uid = Uid::new(text);
             assert_eq!(uid.with_text(str::to_owned), text);
             assert_eq!(uid.with_text(str::to_owned), uid.to_string());

@@ -238,7 +238,11 @@ impl<'a> Reader<'a> {
     /// collections takes at least `min_item_bytes`, so a count the rest of the message
     /// cannot hold is an error, not an allocation.
     #[inline]
-    pub fn block(&mut self, field: &'static str, min_item_bytes: usize) -> Result<usize, ReadError> {
+    pub fn block(
+        &mut self,
+        field: &'static str,
+        min_item_bytes: usize,
+    ) -> Result<usize, ReadError> {
         let count = self.long(field)?;
         let count = if count < 0 {
             // A negative count is followed by the block's size in bytes (for skipping).
@@ -408,7 +412,11 @@ impl<T: AvroBinary> AvroBinary for Vec<T> {
 /// A `map` of strings.
 impl AvroBinary for BTreeMap<String, String> {
     fn write_avro(&self, out: &mut Vec<u8>) {
-        write::string_map(out, self.len(), self.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        write::string_map(
+            out,
+            self.len(),
+            self.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
     }
     fn read_avro(reader: &mut Reader<'_>, field: &'static str) -> Result<Self, ReadError> {
         let mut map = BTreeMap::new();
@@ -443,7 +451,12 @@ macro_rules! avro_enum {
 }
 
 avro_enum!(Reporter { Unknown, Src, Dst });
-avro_enum!(Action { Unknown, Allow, Deny, Pass });
+avro_enum!(Action {
+    Unknown,
+    Allow,
+    Deny,
+    Pass
+});
 avro_enum!(EndpointKind {
     Unknown,
     Pod,
@@ -454,7 +467,12 @@ avro_enum!(EndpointKind {
     ExternalPublic,
     ExternalPrivate,
 });
-avro_enum!(EnrichmentStatus { Miss, Hit, Stale, Hint });
+avro_enum!(EnrichmentStatus {
+    Miss,
+    Hit,
+    Stale,
+    Hint
+});
 avro_enum!(IdentityKind {
     Pod,
     Service,
@@ -643,7 +661,11 @@ impl<'a> FlowEventView<'a> {
         let end_time = Timestamp::read_avro(r, "FlowEvent.end_time")?;
         let src_ip = Option::<Ip>::read_avro(r, "FlowEvent.src_ip")?;
         let dst_ip = Option::<Ip>::read_avro(r, "FlowEvent.dst_ip")?;
-        for field in ["FlowEvent.src_port", "FlowEvent.dst_port", "FlowEvent.protocol"] {
+        for field in [
+            "FlowEvent.src_port",
+            "FlowEvent.dst_port",
+            "FlowEvent.protocol",
+        ] {
             if r.present(field)? {
                 r.int(field)?;
             }
@@ -797,8 +819,14 @@ mod tests {
             (1, &[2]),
             (-64, &[0x7F]),
             (64, &[0x80, 0x01]),
-            (i64::MAX, &[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
-            (i64::MIN, &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
+            (
+                i64::MAX,
+                &[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+            ),
+            (
+                i64::MIN,
+                &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+            ),
         ] {
             assert_eq!(ours(&value), bytes, "{value}");
             assert_eq!(read_back::<i64>(bytes), Ok(value));
@@ -920,14 +948,16 @@ mod tests {
             action(),
             proptest::option::of(any::<i32>()),
         )
-            .prop_map(|(kind, tier, namespace, name, action, rule_index)| PolicyHit {
-                kind,
-                tier,
-                namespace,
-                name,
-                action,
-                rule_index,
-            })
+            .prop_map(
+                |(kind, tier, namespace, name, action, rule_index)| PolicyHit {
+                    kind,
+                    tier,
+                    namespace,
+                    name,
+                    action,
+                    rule_index,
+                },
+            )
     }
 
     fn flow_event() -> impl Strategy<Value = FlowEvent> {
@@ -984,14 +1014,21 @@ mod tests {
                 src_hint: hints.0,
                 dst_hint: hints.1,
                 dst_dns_names: names.2,
-                dns: names.3.map(|(query, ips, ttl)| DnsObservation { query, ips, ttl }),
+                dns: names
+                    .3
+                    .map(|(query, ips, ttl)| DnsObservation { query, ips, ttl }),
             },
         )
     }
 
     fn endpoint() -> impl Strategy<Value = Endpoint> {
         (
-            (0usize..8, 0usize..4, labels(), proptest::collection::vec(text(), 0..3)),
+            (
+                0usize..8,
+                0usize..4,
+                labels(),
+                proptest::collection::vec(text(), 0..3),
+            ),
             proptest::collection::vec(proptest::option::of(text()), 11),
         )
             .prop_map(|((kind, status, labels, dns_names), texts)| {
@@ -1030,7 +1067,13 @@ mod tests {
 
     fn identity_record() -> impl Strategy<Value = IdentityRecord> {
         (
-            (text(), 0usize..6, text(), proptest::option::of(text()), text()),
+            (
+                text(),
+                0usize..6,
+                text(),
+                proptest::option::of(text()),
+                text(),
+            ),
             (
                 proptest::collection::vec(ip(), 0..3),
                 proptest::collection::vec(text(), 0..3),
@@ -1064,7 +1107,9 @@ mod tests {
                 ips: sets.0,
                 cidrs: sets.1,
                 labels: sets.2,
-                owner: owner.0.map(|(kind, name, uid)| OwnerRef { kind, name, uid }),
+                owner: owner
+                    .0
+                    .map(|(kind, name, uid)| OwnerRef { kind, name, uid }),
                 host_network: owner.1,
                 node: owner.2,
                 service_account: owner.3,
@@ -1076,7 +1121,14 @@ mod tests {
 
     fn flow_edge() -> impl Strategy<Value = FlowEdge> {
         (
-            (text(), any::<i64>(), any::<i64>(), any::<i32>(), 0usize..8, 0usize..8),
+            (
+                text(),
+                any::<i64>(),
+                any::<i64>(),
+                any::<i32>(),
+                0usize..8,
+                0usize..8,
+            ),
             proptest::collection::vec(proptest::option::of(text()), 6),
             (
                 proptest::option::of(any::<i32>()),

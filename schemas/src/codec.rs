@@ -291,7 +291,7 @@ impl<T: AvroRecord> AvroCodec<T> {
     /// None otherwise. The datum itself is not checked.
     pub fn own_datum<'m>(&self, message: &'m [u8]) -> Option<&'m [u8]> {
         match message {
-            [0xC3, 0x01, fingerprint @ .., ] if fingerprint.len() >= 8 => {
+            [0xC3, 0x01, fingerprint @ ..] if fingerprint.len() >= 8 => {
                 let (fp, body) = fingerprint.split_at(8);
                 (fp == self.fingerprint.to_le_bytes()).then_some(body)
             }
@@ -323,7 +323,9 @@ impl<T: AvroRecord> AvroCodec<T> {
                 return self.read_own(body).map(|record| (record, Some(body)));
             }
             match self.known_writers.get(&fingerprint) {
-                Some(writer) => self.read_resolving(writer, body).map(|record| (record, None)),
+                Some(writer) => self
+                    .read_resolving(writer, body)
+                    .map(|record| (record, None)),
                 None => Err(CodecError::UnknownFingerprint {
                     record: T::NAME,
                     fingerprint,
@@ -334,7 +336,9 @@ impl<T: AvroRecord> AvroCodec<T> {
             let id = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
             match self.confluent_ids.get(&id) {
                 Some(None) => self.read_own(body).map(|record| (record, Some(body))),
-                Some(Some(writer)) => self.read_resolving(writer, body).map(|record| (record, None)),
+                Some(Some(writer)) => self
+                    .read_resolving(writer, body)
+                    .map(|record| (record, None)),
                 None => Err(CodecError::UnknownSchemaId {
                     record: T::NAME,
                     id,
@@ -347,12 +351,11 @@ impl<T: AvroRecord> AvroCodec<T> {
 
     fn read_own(&self, body: &[u8]) -> Result<T, CodecError> {
         let mut reader = Reader::new(body);
-        let record = T::read_avro(&mut reader, T::NAME).map_err(|source| {
-            CodecError::MalformedDatum {
+        let record =
+            T::read_avro(&mut reader, T::NAME).map_err(|source| CodecError::MalformedDatum {
                 record: T::NAME,
                 source,
-            }
-        })?;
+            })?;
         ensure_consumed::<T>(reader.remaining())?;
         Ok(record)
     }
@@ -411,7 +414,10 @@ mod tests {
         let bytes = codec.encode(&record);
         assert_eq!(bytes[..2], SINGLE_OBJECT_MARKER);
         assert_eq!(codec.decode(&bytes)?, record);
-        assert_eq!(codec.own_datum(&bytes), Some(&bytes[SINGLE_OBJECT_HEADER_LEN..]));
+        assert_eq!(
+            codec.own_datum(&bytes),
+            Some(&bytes[SINGLE_OBJECT_HEADER_LEN..])
+        );
         let mut other_writer = bytes.clone();
         other_writer[2] ^= 1;
         assert_eq!(codec.own_datum(&other_writer), None);
@@ -421,7 +427,10 @@ mod tests {
         assert_eq!(codec.own_datum(&confluent), None);
         let codec = codec.with_confluent_schema(42, &T::schema().canonical_form())?;
         assert_eq!(codec.decode(&confluent)?, record);
-        assert_eq!(codec.own_datum(&confluent), Some(&bytes[SINGLE_OBJECT_HEADER_LEN..]));
+        assert_eq!(
+            codec.own_datum(&confluent),
+            Some(&bytes[SINGLE_OBJECT_HEADER_LEN..])
+        );
         Ok(())
     }
 
@@ -497,7 +506,8 @@ mod tests {
             return Err("not a record".into());
         };
         values.retain(|(name, _)| name != "dns" && name != "dst_dns_names");
-        let old_writer = apache_avro::writer::datum::GenericDatumWriter::builder(&old_schema).build()?;
+        let old_writer =
+            apache_avro::writer::datum::GenericDatumWriter::builder(&old_schema).build()?;
         let mut old_bytes = SINGLE_OBJECT_MARKER.to_vec();
         old_bytes.extend_from_slice(&fingerprint(&old_schema).to_le_bytes());
         let old_value = Value::Record(values).resolve(&old_schema)?;
