@@ -191,9 +191,10 @@ impl Mapper {
         flow: Option<&Str<'_>>,
         wrapper: Option<&Str<'_>>,
     ) -> Result<Timestamp, Rejection> {
-        let (text, field) = match (flow, wrapper) {
-            (Some(t), _) => (t.as_str(), self.field("time")),
-            (None, Some(t)) => (t.as_str(), "time".to_owned()),
+        // The field's name is only built for a rejection: this runs for every flow.
+        let (text, in_wrapper) = match (flow, wrapper) {
+            (Some(t), _) => (t.as_str(), false),
+            (None, Some(t)) => (t.as_str(), true),
             (None, None) => {
                 return Err(Rejection::new(
                     reject::MISSING_FIELD,
@@ -202,6 +203,11 @@ impl Mapper {
             }
         };
         Timestamp::parse_rfc3339(text).map_err(|e| {
+            let field = if in_wrapper {
+                "time".to_owned()
+            } else {
+                self.field("time")
+            };
             Rejection::new(
                 reject::INVALID_TIME,
                 format!("`{field}`: {text:?} is not an RFC 3339 time: {e}"),
@@ -223,12 +229,17 @@ impl Mapper {
             })
     }
 
-    fn port(&self, value: i64, name: &str) -> Result<i32, Rejection> {
+    /// `value` as the port `l4.<protocol>.<side>` (named only in a rejection: this runs
+    /// twice for every flow).
+    fn port(&self, value: i64, protocol: &str, side: &str) -> Result<i32, Rejection> {
         match i32::try_from(value) {
             Ok(port) if (0..=65_535).contains(&port) => Ok(port),
             _ => Err(Rejection::new(
                 reject::INVALID_PORT,
-                format!("`{}`: {value} is outside 0..=65535", self.field(name)),
+                format!(
+                    "`{}`: {value} is outside 0..=65535",
+                    self.field(&format!("l4.{protocol}.{side}"))
+                ),
             )),
         }
     }
@@ -241,8 +252,8 @@ impl Mapper {
             let flags = flags.copied().unwrap_or_default();
             Ok::<_, Rejection>(L4 {
                 protocol: Some(protocol),
-                src_port: Some(self.port(src, &format!("l4.{name}.source_port"))?),
-                dst_port: Some(self.port(dst, &format!("l4.{name}.destination_port"))?),
+                src_port: Some(self.port(src, name, "source_port")?),
+                dst_port: Some(self.port(dst, name, "destination_port")?),
                 icmp: false,
                 syn: flags.syn,
                 ack: flags.ack,

@@ -308,16 +308,24 @@ fn hint(
 fn hits(list: &[Str<'_>], field: &str) -> Result<Vec<PolicyHit>, Rejection> {
     list.iter()
         .enumerate()
-        .map(|(i, text)| policy_hit(text.as_str(), &format!("{field}[{i}]")))
+        .map(|(i, text)| policy_hit(text.as_str(), &format_args!("{field}[{i}]")))
         .collect()
 }
 
-/// `index|tier|name|action|ruleIndex`, e.g. `0|tier1|ns1/tier1.policy1|pass|3`.
-fn policy_hit(text: &str, field: &str) -> Result<PolicyHit, Rejection> {
+/// `index|tier|name|action|ruleIndex`, e.g. `0|tier1|ns1/tier1.policy1|pass|3`. `field`
+/// (its path, for rejections) is formatted only on error.
+fn policy_hit(text: &str, field: &dyn std::fmt::Display) -> Result<PolicyHit, Rejection> {
     let invalid =
         |why: &str| Rejection::new(reject::INVALID_FIELD, format!("`{field}`: {text:?} {why}"));
-    let parts: Vec<&str> = text.split('|').collect();
-    let [index, tier, name, action_text, rule] = parts[..] else {
+    let mut parts = text.split('|');
+    let (Some(index), Some(tier), Some(name), Some(action_text), Some(rule), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(invalid("is not `index|tier|name|action|ruleIndex`"));
     };
     if index.parse::<u32>().is_err() {

@@ -144,8 +144,13 @@ struct EnumType<T: 'static> {
 }
 
 impl<T: Copy> EnumType<T> {
-    /// The value of `raw`; None when it is absent or unspecified.
-    fn get(&self, raw: Option<&ProtoEnum<'_>>, field: &str) -> Result<Option<T>, Rejection> {
+    /// The value of `raw`; None when it is absent or unspecified. `field` is formatted only
+    /// into a rejection.
+    fn get(
+        &self,
+        raw: Option<&ProtoEnum<'_>>,
+        field: &dyn std::fmt::Display,
+    ) -> Result<Option<T>, Rejection> {
         let found = match raw {
             None | Some(ProtoEnum::Number(0)) => return Ok(None),
             Some(ProtoEnum::Name(name)) if name.as_str() == self.unspecified => return Ok(None),
@@ -264,7 +269,7 @@ pub fn decode(payload: &[u8]) -> Result<FlowEvent, Rejection> {
         _ => start_time,
     };
     let reporter = REPORTER
-        .get(key.reporter.as_ref(), "Key.reporter")?
+        .get(key.reporter.as_ref(), &"Key.reporter")?
         .unwrap_or_default();
     let counters = Counters {
         bytes_in: fields::counter(flow.bytes_in.0, "bytes_in")?,
@@ -274,8 +279,8 @@ pub fn decode(payload: &[u8]) -> Result<FlowEvent, Rejection> {
     };
     let (bytes_out, bytes_in, packets_out, packets_in) = counters.oriented(reporter);
     let trace = key.policies.as_ref();
-    let source_type = ENDPOINT_TYPE.get(key.source_type.as_ref(), "Key.source_type")?;
-    let dest_type = ENDPOINT_TYPE.get(key.dest_type.as_ref(), "Key.dest_type")?;
+    let source_type = ENDPOINT_TYPE.get(key.source_type.as_ref(), &"Key.source_type")?;
+    let dest_type = ENDPOINT_TYPE.get(key.dest_type.as_ref(), &"Key.dest_type")?;
 
     let src_hint = hint(
         source_type,
@@ -314,7 +319,7 @@ pub fn decode(payload: &[u8]) -> Result<FlowEvent, Rejection> {
             .map(|p| super::protocol(p.as_str(), "Key.proto"))
             .transpose()?,
         action: ACTION
-            .get(key.action.as_ref(), "Key.action")?
+            .get(key.action.as_ref(), &"Key.action")?
             .unwrap_or_default(),
         drop_reason: None,
         bytes_out,
@@ -371,16 +376,17 @@ fn hits(raw: Option<&[RawHit<'_>]>, field: &str) -> Result<Vec<PolicyHit>, Rejec
     raw.unwrap_or_default()
         .iter()
         .enumerate()
-        .map(|(i, hit)| policy_hit(hit, &format!("{field}[{i}]")))
+        .map(|(i, hit)| policy_hit(hit, &format_args!("{field}[{i}]")))
         .collect()
 }
 
-fn policy_hit(raw: &RawHit<'_>, field: &str) -> Result<PolicyHit, Rejection> {
+/// One policy hit; `field` (its path, for rejections) is formatted only on error.
+fn policy_hit(raw: &RawHit<'_>, field: &dyn std::fmt::Display) -> Result<PolicyHit, Rejection> {
     let kind = POLICY_KIND
-        .get(raw.kind.as_ref(), &format!("{field}.kind"))?
+        .get(raw.kind.as_ref(), &format_args!("{field}.kind"))?
         .unwrap_or(UNSPECIFIED_KIND);
     let action = ACTION
-        .get(raw.action.as_ref(), &format!("{field}.action"))?
+        .get(raw.action.as_ref(), &format_args!("{field}.action"))?
         .unwrap_or_default();
     let rule_index = i32::try_from(raw.rule_index.0).map_err(|_| {
         Rejection::new(
