@@ -153,12 +153,15 @@ impl Processor for EnrichProcessor {
                 "record has no value (tombstone); expected an Avro FlowEvent",
             ));
         };
-        // The common flow (both ends known to the table, nothing to learn) is enriched
-        // without decoding it: its bytes are checked, copied, and the endpoints appended.
-        if let Some(datum) = self.events.own_datum(payload) {
-            let mut bytes = Vec::with_capacity(payload.len() + ENRICHED_EXTRA_BYTES);
-            self.enriched.encode_header(&mut bytes);
+        // An EnrichedFlow is its FlowEvent followed by two Endpoints: the event's own bytes
+        // are copied when they are in our schema, and re-encoded when an older writer's.
+        let mut bytes = Vec::with_capacity(payload.len() + ENRICHED_EXTRA_BYTES);
+        self.enriched.encode_header(&mut bytes);
+        let own_datum = self.events.own_datum(payload);
+        if let Some(datum) = own_datum {
             bytes.extend_from_slice(datum);
+            // The common flow (both ends known to the table, nothing to learn) is enriched
+            // without decoding it: its datum is checked and the endpoints appended.
             if let Some([src, dst]) = self.enricher.enrich_hits_into(datum, &mut bytes) {
                 self.tally.record(FlowSide::Src, src);
                 self.tally.record(FlowSide::Dst, dst);
@@ -166,17 +169,12 @@ impl Processor for EnrichProcessor {
                 return Ok(());
             }
         }
-        let (event, datum) = self
+        let event = self
             .events
-            .decode_with_datum(payload)
+            .decode(payload)
             .map_err(|e| Rejection::new(MALFORMED_AVRO, e.to_string()))?;
-        // An EnrichedFlow is its FlowEvent followed by two Endpoints: the event's own bytes
-        // are copied when they are in our schema, and re-encoded when an older writer's.
-        let mut bytes = Vec::with_capacity(payload.len() + ENRICHED_EXTRA_BYTES);
-        self.enriched.encode_header(&mut bytes);
-        match datum {
-            Some(datum) => bytes.extend_from_slice(datum),
-            None => event.write_avro(&mut bytes),
+        if own_datum.is_none() {
+            event.write_avro(&mut bytes);
         }
         let [src, dst] = self.enricher.enrich_into(&event, &mut bytes);
         self.tally.record(FlowSide::Src, src);

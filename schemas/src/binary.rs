@@ -638,10 +638,6 @@ pub struct FlowEventView<'a> {
     pub src_hint_service: Option<(Option<&'a str>, &'a str)>,
     /// The Service `dst_hint` names.
     pub dst_hint_service: Option<(Option<&'a str>, &'a str)>,
-    /// `src_hint` is present.
-    pub has_src_hint: bool,
-    /// `dst_hint` is present.
-    pub has_dst_hint: bool,
     /// `dst_dns_names` is not empty.
     pub has_dst_dns_names: bool,
     /// `dns` is present.
@@ -694,8 +690,8 @@ impl<'a> FlowEventView<'a> {
                 Option::<i32>::read_avro(r, "PolicyHit.rule_index").map(drop)
             })?;
         }
-        let (has_src_hint, src_hint_service) = read_hint_service(r, "FlowEvent.src_hint")?;
-        let (has_dst_hint, dst_hint_service) = read_hint_service(r, "FlowEvent.dst_hint")?;
+        let src_hint_service = read_hint_service(r, "FlowEvent.src_hint")?;
+        let dst_hint_service = read_hint_service(r, "FlowEvent.dst_hint")?;
         let mut dst_dns_names = 0usize;
         r.blocks("FlowEvent.dst_dns_names", 1, |r| {
             dst_dns_names += 1;
@@ -720,22 +716,19 @@ impl<'a> FlowEventView<'a> {
             dst_ip,
             src_hint_service,
             dst_hint_service,
-            has_src_hint,
-            has_dst_hint,
             has_dst_dns_names: dst_dns_names > 0,
             has_dns,
         })
     }
 }
 
-/// Reads an optional `EndpointHint`: whether it is there, and the Service it names.
-#[allow(clippy::type_complexity)]
+/// Reads an optional `EndpointHint`: the Service it names, if any.
 fn read_hint_service<'a>(
     r: &mut Reader<'a>,
     field: &'static str,
-) -> Result<(bool, Option<(Option<&'a str>, &'a str)>), ReadError> {
+) -> Result<Option<(Option<&'a str>, &'a str)>, ReadError> {
     if !r.present(field)? {
-        return Ok((false, None));
+        return Ok(None);
     }
     for field in [
         "EndpointHint.kind",
@@ -753,7 +746,7 @@ fn read_hint_service<'a>(
     r.optional_str("EndpointHint.workload_name")?;
     let namespace = r.optional_str("EndpointHint.service_namespace")?;
     let name = r.optional_str("EndpointHint.service_name")?;
-    Ok((true, name.map(|name| (namespace, name))))
+    Ok(name.map(|name| (namespace, name)))
 }
 
 #[cfg(test)]
@@ -1227,8 +1220,6 @@ mod tests {
                 dst_ip: event.dst_ip,
                 src_hint_service: service(&event.src_hint),
                 dst_hint_service: service(&event.dst_hint),
-                has_src_hint: event.src_hint.is_some(),
-                has_dst_hint: event.dst_hint.is_some(),
                 has_dst_dns_names: !event.dst_dns_names.is_empty(),
                 has_dns: event.dns.is_some(),
             });

@@ -196,6 +196,14 @@ pub fn fingerprint(schema: &Schema) -> u64 {
     u64::from_le_bytes(le)
 }
 
+/// The schema a message was written with, by its framing.
+enum WriterSchema<'c> {
+    /// Exactly ours: read by the hand-written layout.
+    Own,
+    /// Another known version: read through schema resolution.
+    Other(&'c Schema),
+}
+
 /// Encoder and decoder for one record type. Cheap to share: build one per stage.
 pub struct AvroCodec<T: AvroRecord> {
     fingerprint: u64,
@@ -281,36 +289,26 @@ impl<T: AvroRecord> AvroCodec<T> {
         out
     }
 
-    /// Decodes a single-object or Confluent framed message.
-    pub fn decode(&self, message: &[u8]) -> Result<T, CodecError> {
-        self.decode_with_datum(message).map(|(record, _)| record)
-    }
-
     /// The message's datum when its framing says it is written in exactly our schema
     /// (single-object with our fingerprint, or a Confluent id registered as our schema);
     /// None otherwise. The datum itself is not checked.
     pub fn own_datum<'m>(&self, message: &'m [u8]) -> Option<&'m [u8]> {
-        match message {
-            [0xC3, 0x01, fingerprint @ ..] if fingerprint.len() >= 8 => {
-                let (fp, body) = fingerprint.split_at(8);
-                (fp == self.fingerprint.to_le_bytes()).then_some(body)
-            }
-            [CONFLUENT_MAGIC, a, b, c, d, body @ ..] => {
-                let id = u32::from_be_bytes([*a, *b, *c, *d]);
-                matches!(self.confluent_ids.get(&id), Some(None)).then_some(body)
-            }
+        match self.framing(message) {
+            Ok((WriterSchema::Own, datum)) => Some(datum),
             _ => None,
         }
     }
 
-    /// Decodes like [`Self::decode`], and also returns the message's datum when it is
-    /// written in exactly our schema: those bytes are the record's encoding, ready to be
-    /// copied into a record that embeds it (enrich's `EnrichedFlow` starts with its
-    /// `FlowEvent`). None when the writer used another schema version.
-    pub fn decode_with_datum<'m>(
-        &self,
-        message: &'m [u8],
-    ) -> Result<(T, Option<&'m [u8]>), CodecError> {
+    /// Decodes a single-object or Confluent framed message.
+    pub fn decode(&self, message: &[u8]) -> Result<T, CodecError> {
+        match self.framing(message)? {
+            (WriterSchema::Own, datum) => self.read_own(datum),
+            (WriterSchema::Other(writer), datum) => self.read_resolving(writer, datum),
+        }
+    }
+
+    /// The writer schema a message's framing names, and its datum.
+    fn framing<'m>(&self, message: &'m [u8]) -> Result<(WriterSchema<'_>, &'m [u8]), CodecError> {
         let Some(&first) = message.first() else {
             return Err(CodecError::Truncated { needed: 1, got: 0 });
         };
@@ -320,12 +318,10 @@ impl<T: AvroRecord> AvroCodec<T> {
             fp.copy_from_slice(&header[2..]);
             let fingerprint = u64::from_le_bytes(fp);
             if fingerprint == self.fingerprint {
-                return self.read_own(body).map(|record| (record, Some(body)));
+                return Ok((WriterSchema::Own, body));
             }
             match self.known_writers.get(&fingerprint) {
-                Some(writer) => self
-                    .read_resolving(writer, body)
-                    .map(|record| (record, None)),
+                Some(writer) => Ok((WriterSchema::Other(writer), body)),
                 None => Err(CodecError::UnknownFingerprint {
                     record: T::NAME,
                     fingerprint,
@@ -335,10 +331,8 @@ impl<T: AvroRecord> AvroCodec<T> {
             let (header, body) = split_header(message, CONFLUENT_HEADER_LEN)?;
             let id = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
             match self.confluent_ids.get(&id) {
-                Some(None) => self.read_own(body).map(|record| (record, Some(body))),
-                Some(Some(writer)) => self
-                    .read_resolving(writer, body)
-                    .map(|record| (record, None)),
+                Some(None) => Ok((WriterSchema::Own, body)),
+                Some(Some(writer)) => Ok((WriterSchema::Other(writer), body)),
                 None => Err(CodecError::UnknownSchemaId {
                     record: T::NAME,
                     id,
