@@ -11,7 +11,7 @@
 //! pods), printed before the timings. Run:
 //! `cargo bench -p flowlake-enrich --bench enrich -- --warm-up-time 2 --measurement-time 5`
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use criterion::{Criterion, Throughput, criterion_main};
 use flowlake_enrich::{EnrichProcessor, Enricher, IdentityTable};
 use flowlake_runtime::{Input, Outputs, Processor};
 use flowlake_schemas::{
-    Action, AvroCodec, EndpointHint, FlowEvent, IdentityKind, IdentityRecord, Ip, OwnerRef,
+    Action, AvroCodec, EndpointHint, FlowEvent, IdentityKind, IdentityRecord, Ip, Labels, OwnerRef,
     Reporter, Timestamp,
 };
 
@@ -35,11 +35,10 @@ fn pod_ip(i: u32) -> IpAddr {
 /// A pod as the watch would publish it: a Deployment's pod, a uuid, a few labels.
 fn pod_record(cluster: &str, i: u32) -> IdentityRecord {
     let deployment = format!("app-{}", i % 500);
-    let labels: BTreeMap<String, String> = [
-        ("app".to_owned(), deployment.clone()),
-        ("pod-template-hash".to_owned(), "6b7f9c8d5".to_owned()),
-    ]
-    .into();
+    let labels = Labels::from([
+        ("app", deployment.as_str()),
+        ("pod-template-hash", "6b7f9c8d5"),
+    ]);
     IdentityRecord {
         cluster_id: cluster.to_owned(),
         kind: IdentityKind::Pod,

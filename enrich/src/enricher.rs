@@ -664,7 +664,7 @@ fn has_reserved(hint: &EndpointHint, name: &str) -> bool {
     hint.labels.iter().any(|(key, value)| {
         let reserved = key
             .strip_prefix(RESERVED_LABEL_PREFIX)
-            .or_else(|| (key == "reserved").then_some(value.as_str()));
+            .or_else(|| (key == "reserved").then_some(value));
         reserved.is_some_and(|r| {
             r == name
                 || r.strip_prefix(name)
@@ -1336,8 +1336,7 @@ mod record_tests {
             enricher
                 .table()
                 .namespace_labels("c1", "shop")
-                .and_then(|l| l.get("team"))
-                .map(String::as_str),
+                .and_then(|l| l.get("team")),
             Some("payments")
         );
         let found = enricher.table().lookup(

@@ -274,7 +274,7 @@ pub fn record_key(record: &IdentityRecord) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use flowlake_schemas::Labels;
 
     use flowlake_schemas::OwnerRef;
     use serde_json::json;
@@ -313,7 +313,7 @@ mod tests {
             name: "web-7d4b9c-x2x9q".into(),
             ips: vec![ip("10.1.0.5")?, ip("fd00::5")?],
             cidrs: vec![],
-            labels: BTreeMap::from([("app".into(), "web".into())]),
+            labels: Labels::from([("app", "web")]),
             owner: Some(OwnerRef {
                 kind: "ReplicaSet".into(),
                 name: "web-7d4b9c".into(),
@@ -384,7 +384,7 @@ mod tests {
             .ok_or("no record")?
             .record;
         assert_eq!(record.kind, IdentityKind::Namespace);
-        assert_eq!(record.labels.get("team").map(String::as_str), Some("a"));
+        assert_eq!(record.labels.get("team"), Some("a"));
 
         let rs = json!({"kind": "ReplicaSet",
             "metadata": {"name": "web-7d4b9c", "namespace": "shop", "uid": "u-rs",
@@ -435,7 +435,7 @@ mod tests {
                 namespace: None,
                 name: "stripe".into(),
                 cidrs: vec!["54.187.174.169/32".into(), "2600:1f00::/24".into()],
-                labels: BTreeMap::from([("vendor".into(), "stripe".into())]),
+                labels: Labels::from([("vendor", "stripe")]),
                 observed_at: OBSERVED,
                 ..IdentityRecord::default()
             }

@@ -504,14 +504,8 @@ mod tests {
             snap.nodes[0].ips,
             vec![ip("192.168.0.10"), ip("198.51.100.10"), ip("10.1.0.1")]
         );
-        assert_eq!(
-            snap.nodes[0].labels.get("zone").map(String::as_str),
-            Some("a")
-        );
-        assert_eq!(
-            snap.namespaces[0].labels.get("team").map(String::as_str),
-            Some("payments")
-        );
+        assert_eq!(snap.nodes[0].labels.get("zone"), Some("a"));
+        assert_eq!(snap.namespaces[0].labels.get("team"), Some("payments"));
 
         assert_eq!(snap.owners.len(), 2);
         assert_eq!(snap.owners[0].kind, "ReplicaSet");

@@ -1304,7 +1304,7 @@ mod tests {
         {
             Some(Identity::Node(node)) => {
                 assert_eq!(&*node.name, "n1");
-                assert_eq!(node.labels.get("zone").map(String::as_str), Some("a"));
+                assert_eq!(node.labels.get("zone"), Some("a"));
             }
             other => panic!("expected node n1, got {other:?}"),
         }
@@ -1422,10 +1422,7 @@ mod tests {
             reviews.node.as_deref(),
             Some("gke-ilya-otel-demo-1-ilya-otel-demo-1-6114bb84-zr1l")
         );
-        assert_eq!(
-            reviews.labels.get("app").map(String::as_str),
-            Some("reviews")
-        );
+        assert_eq!(reviews.labels.get("app"), Some("reviews"));
 
         // hubble_otel_http_5: shown as reserved:world with a pod name; the pod is known here.
         let kube_dns = pod_at(&table, c, "10.156.3.6").ok_or("kube-dns")?;
@@ -1501,8 +1498,7 @@ mod tests {
         assert_eq!(
             table
                 .namespace_labels(c, "bookinfo")
-                .and_then(|l| l.get("istio-injection"))
-                .map(String::as_str),
+                .and_then(|l| l.get("istio-injection")),
             Some("enabled")
         );
         Ok(())

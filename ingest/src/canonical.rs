@@ -17,7 +17,7 @@ use flowlake_runtime::Rejection;
 use flowlake_schemas::{AvroCodec, FlowEvent, Timestamp};
 
 use crate::format::Format;
-use crate::{json, reject};
+use crate::{fields, json, reject};
 
 /// Decodes canonical JSON.
 pub fn decode_json(payload: &[u8]) -> Result<FlowEvent, Rejection> {
@@ -40,7 +40,7 @@ pub fn decode_avro(payload: &[u8], codec: &AvroCodec<FlowEvent>) -> Result<FlowE
 
 fn fill_gaps(event: &mut FlowEvent, payload: &[u8], format: Format) {
     if event.event_id.is_empty() {
-        event.event_id = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(payload));
+        event.event_id = fields::content_hash(payload);
     }
     if event.source_format.is_empty() {
         event.source_format = format.name().to_owned();

@@ -46,6 +46,7 @@ use flowlake_schemas::{
     Action, DnsObservation, EndpointHint, FlowEvent, Ip, Labels, PolicyHit, Reporter, Timestamp,
 };
 
+use crate::fields::content_hash;
 use crate::format::Format;
 use crate::json::{self, ProtoEnum, Str};
 use crate::reject;
@@ -350,10 +351,6 @@ struct L4 {
     rst: bool,
 }
 
-fn content_hash(payload: &[u8]) -> String {
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(payload))
-}
-
 fn enum_is(value: Option<&ProtoEnum<'_>>, name: &str, number: i64) -> bool {
     match value {
         Some(ProtoEnum::Name(n)) => n.as_str() == name,
@@ -456,16 +453,15 @@ fn endpoint_hint(
 /// they read like the pod's labels; any other source keeps it, so that `reserved:world`
 /// (no value) or `cidr:…` cannot be mistaken for a pod label.
 fn labels(raw: &[Str<'_>]) -> Labels {
-    raw.iter()
-        .map(|label| {
-            let label = label.as_str();
-            let label = label.strip_prefix("k8s:").unwrap_or(label);
-            match label.split_once('=') {
-                Some((key, value)) => (key.to_owned(), value.to_owned()),
-                None => (label.to_owned(), String::new()),
-            }
-        })
-        .collect()
+    // Sized up front: a flow's labels are its largest part, built for every flow.
+    let text_bytes = raw.iter().map(|label| label.as_str().len()).sum();
+    let mut labels = Labels::with_capacity(raw.len(), text_bytes);
+    labels.extend(raw.iter().map(|label| {
+        let label = label.as_str();
+        let label = label.strip_prefix("k8s:").unwrap_or(label);
+        label.split_once('=').unwrap_or((label, ""))
+    }));
+    labels
 }
 
 fn policies<'p>(raw: &'p [RawPolicy<'_>], action: Action) -> impl Iterator<Item = PolicyHit> + 'p {

@@ -17,7 +17,6 @@
 //! Reading never panics and never trusts a length: a string, bytes or collection length
 //! larger than what is left of the message is an error before anything is allocated.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::records::*;
@@ -410,24 +409,23 @@ impl<T: AvroBinary> AvroBinary for Vec<T> {
 }
 
 /// A `map` of strings.
-impl AvroBinary for BTreeMap<String, String> {
+impl AvroBinary for Labels {
     fn write_avro(&self, out: &mut Vec<u8>) {
-        write::string_map(
-            out,
-            self.len(),
-            self.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        );
+        write::string_map(out, self.len(), self.iter());
     }
     fn read_avro(reader: &mut Reader<'_>, field: &'static str) -> Result<Self, ReadError> {
-        let mut map = BTreeMap::new();
+        let mut labels = Labels::new();
+        let mut in_order = true;
         // A key and a value: at least two length bytes.
         reader.blocks(field, 2, |r| {
-            let key = r.str(field)?;
-            let value = r.str(field)?;
-            map.insert(key.to_owned(), value.to_owned());
+            in_order &= labels.push(r.str(field)?, r.str(field)?);
             Ok(())
         })?;
-        Ok(map)
+        // Another writer's map may come in any order.
+        if !in_order {
+            labels.canonicalize();
+        }
+        Ok(labels)
     }
 }
 
@@ -857,7 +855,7 @@ mod tests {
         let mut labels = vec![];
         write::long(&mut labels, 1_000_000_000);
         assert_eq!(
-            read_back::<BTreeMap<String, String>>(&labels).map_err(|e| e.problem),
+            read_back::<Labels>(&labels).map_err(|e| e.problem),
             Err("collection longer than the message")
         );
     }
@@ -889,7 +887,7 @@ mod tests {
     }
 
     fn labels() -> impl Strategy<Value = Labels> {
-        proptest::collection::btree_map(text(), text(), 0..4)
+        proptest::collection::btree_map(text(), text(), 0..4).prop_map(Labels::from_iter)
     }
 
     fn action() -> impl Strategy<Value = Action> {

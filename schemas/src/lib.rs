@@ -7,6 +7,7 @@
 
 pub mod binary;
 pub mod codec;
+pub mod labels;
 pub mod records;
 pub mod samples;
 pub mod values;

@@ -6,14 +6,11 @@
 //! Every struct is `#[serde(default)]` so that canonical JSON written by hand may leave out
 //! anything optional; Avro always carries every field.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::values::{Ip, Timestamp};
 
-/// Labels of an object, sorted so that equal label sets serialize identically.
-pub type Labels = BTreeMap<String, String>;
+pub use crate::labels::Labels;
 
 /// Which side of the flow observed it.
 #[derive(
