@@ -9,6 +9,7 @@
 //! private ([`classify`]). Each endpoint records how it was resolved (hit, hint, stale,
 //! miss).
 
+mod addresses;
 pub mod classify;
 pub mod dns;
 pub mod enricher;

@@ -32,8 +32,9 @@
 //!
 //! Memory (target ≤ 300 bytes per pod, measured in BENCHMARKS.md): an object lives once in
 //! a slab (its identity, interval, addresses and uid; a Kubernetes uuid is kept as 16
-//! bytes), the address map holds 4-byte slab indices, the uid index is a raw hash table of
-//! slab indices hashed by the object's own uid. What pods share is stored once and
+//! bytes), the address index maps an IPv4 address to a slab index in 8 bytes (module
+//! `addresses`), the uid index is a raw hash table of slab indices hashed by the object's
+//! own uid. What pods share is stored once and
 //! reference-counted: one string per namespace, node, workload kind and name, one label
 //! map per distinct label set, one [`Workload`] per (namespace, owner, service account).
 
@@ -49,6 +50,7 @@ use flowlake_schemas::{
 };
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+use crate::addresses::AddressIndex;
 use crate::netsets::{Cidr, NetworkSet, PrefixMap};
 use crate::settings::EnrichSettings;
 use crate::snapshot::{Snapshot, SnapshotError};
@@ -301,45 +303,6 @@ impl Object {
     }
 }
 
-/// The holders of one address: slab indices, almost always one.
-#[derive(Clone, Debug)]
-enum Holders {
-    One(u32),
-    Many(Box<[u32]>),
-}
-
-impl Holders {
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            Holders::One(id) => std::slice::from_ref(id),
-            Holders::Many(ids) => ids,
-        }
-    }
-
-    fn with(&self, id: u32) -> Holders {
-        let mut ids = self.as_slice().to_vec();
-        if !ids.contains(&id) {
-            ids.push(id);
-        }
-        Holders::Many(ids.into_boxed_slice())
-    }
-
-    /// Without `id`; None when nothing is left.
-    fn without(&self, id: u32) -> Option<Holders> {
-        let ids: Vec<u32> = self
-            .as_slice()
-            .iter()
-            .copied()
-            .filter(|&h| h != id)
-            .collect();
-        match ids.as_slice() {
-            [] => None,
-            [one] => Some(Holders::One(*one)),
-            _ => Some(Holders::Many(ids.into_boxed_slice())),
-        }
-    }
-}
-
 /// A spec of one object, whichever source described it.
 struct Spec {
     kind: IdentityKind,
@@ -359,9 +322,7 @@ pub struct ClusterTable {
     free: Vec<u32>,
     by_uid: HashTable<u32>,
     hasher: DefaultHashBuilder,
-    /// Hashed with foldhash (hashbrown's default, seeded per process) rather than SipHash:
-    /// every flow looks up two addresses, and SipHash was a visible part of that cost.
-    by_ip: HashMap<IpAddr, Holders, DefaultHashBuilder>,
+    by_ip: AddressIndex,
     /// (interval end, slab index) of ended objects, earliest first.
     ended: BinaryHeap<Reverse<(i64, u32)>>,
     namespaces: HashMap<Arc<str>, Arc<Labels>>,
@@ -375,12 +336,13 @@ pub struct ClusterTable {
 impl ClusterTable {
     /// The holder of `ip` at `at` (see the module doc for ties and `stale`).
     pub fn lookup(&self, ip: IpAddr, at: Timestamp) -> Option<Found<'_>> {
-        let holders = self.by_ip.get(&ip.to_canonical())?;
+        let holders = self.by_ip.holders(ip.to_canonical());
         let at = at.as_micros();
         let object = |id: &u32| self.objects.get(*id as usize).and_then(Option::as_ref);
         let best = match holders {
-            Holders::One(id) => object(id)?,
-            Holders::Many(ids) => {
+            [] => return None,
+            [id] => object(id)?,
+            ids => {
                 let containing = ids
                     .iter()
                     .filter_map(object)
@@ -502,39 +464,23 @@ impl ClusterTable {
     }
 
     fn hold(&mut self, ip: IpAddr, id: u32, live: bool) {
-        match self.by_ip.get_mut(&ip) {
-            Some(holders) => {
-                let identity = self.objects[id as usize].as_ref().map(|o| &o.identity);
-                // A hostNetwork pod on its node's address is the node again, not a rival.
-                if live
-                    && holders.as_slice().iter().any(|&h| {
-                        self.objects[h as usize]
-                            .as_ref()
-                            .is_some_and(|o| o.until == STILL_HELD && Some(&o.identity) != identity)
-                    })
-                {
-                    self.stats.conflicts += 1;
-                    tracing::debug!(%ip, "address claimed by two live objects");
-                }
-                *holders = holders.with(id);
-            }
-            None => {
-                self.by_ip.insert(ip, Holders::One(id));
-            }
+        let identity = self.objects[id as usize].as_ref().map(|o| &o.identity);
+        // A hostNetwork pod on its node's address is the node again, not a rival.
+        if live
+            && self.by_ip.holders(ip).iter().any(|&h| {
+                self.objects[h as usize]
+                    .as_ref()
+                    .is_some_and(|o| o.until == STILL_HELD && Some(&o.identity) != identity)
+            })
+        {
+            self.stats.conflicts += 1;
+            tracing::debug!(%ip, "address claimed by two live objects");
         }
+        self.by_ip.add(ip, id);
     }
 
     fn release(&mut self, ip: IpAddr, id: u32) {
-        if let Some(holders) = self.by_ip.get(&ip) {
-            match holders.without(id) {
-                Some(rest) => {
-                    self.by_ip.insert(ip, rest);
-                }
-                None => {
-                    self.by_ip.remove(&ip);
-                }
-            }
-        }
+        self.by_ip.remove(ip, id);
     }
 
     fn end(&mut self, id: u32, at: i64) {
@@ -1263,12 +1209,10 @@ mod tests {
     #[test]
     fn an_entry_stays_small() {
         // The per-pod memory budget (≤ 300 bytes, see the module doc and BENCHMARKS.md)
-        // leaves this much for the slab object and the address entry; the rest is the
-        // tables' slack, the uid index and the pod's name.
+        // leaves this much for the slab object; the rest is the address index (8 bytes an
+        // IPv4 entry), the tables' slack, the uid index and the pod's name.
         let object = std::mem::size_of::<Option<Object>>();
         assert!(object <= 136, "{object} bytes");
-        let address = std::mem::size_of::<(IpAddr, Holders)>();
-        assert!(address <= 40, "{address} bytes");
     }
 
     #[test]
