@@ -224,6 +224,29 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A `string` checked but not kept: accepted exactly when [`Reader::str`] would be.
+    #[inline]
+    pub fn skip_str(&mut self, field: &'static str) -> Result<(), ReadError> {
+        let bytes = self.bytes(field)?;
+        // Most strings are ASCII, which `is_ascii` checks inline; the call into `from_utf8`
+        // costs more than the check itself on the short strings of a flow.
+        if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+            Ok(())
+        } else {
+            error(field, "string is not UTF-8")
+        }
+    }
+
+    /// `["null", "string"]` checked but not kept, as [`Reader::skip_str`].
+    #[inline]
+    pub fn skip_optional_str(&mut self, field: &'static str) -> Result<(), ReadError> {
+        if self.present(field)? {
+            self.skip_str(field)
+        } else {
+            Ok(())
+        }
+    }
+
     /// An enum symbol index below `symbols`.
     #[inline]
     pub fn symbol(&mut self, field: &'static str, symbols: usize) -> Result<usize, ReadError> {
@@ -646,10 +669,10 @@ impl<'a> FlowEventView<'a> {
     /// Reads and checks a whole `FlowEvent` datum (without framing).
     pub fn read(datum: &'a [u8]) -> Result<Self, ReadError> {
         let r = &mut Reader::new(datum);
-        r.str("FlowEvent.event_id")?;
+        r.skip_str("FlowEvent.event_id")?;
         let cluster_id = r.str("FlowEvent.cluster_id")?;
-        r.str("FlowEvent.source_format")?;
-        r.optional_str("FlowEvent.reporter_node")?;
+        r.skip_str("FlowEvent.source_format")?;
+        r.skip_optional_str("FlowEvent.reporter_node")?;
         Reporter::read_avro(r, "FlowEvent.reporter")?;
         let start_time = Timestamp::read_avro(r, "FlowEvent.start_time")?;
         let end_time = Timestamp::read_avro(r, "FlowEvent.end_time")?;
@@ -665,7 +688,7 @@ impl<'a> FlowEventView<'a> {
             }
         }
         Action::read_avro(r, "FlowEvent.action")?;
-        r.optional_str("FlowEvent.drop_reason")?;
+        r.skip_optional_str("FlowEvent.drop_reason")?;
         for field in [
             "FlowEvent.bytes_out",
             "FlowEvent.bytes_in",
@@ -680,10 +703,10 @@ impl<'a> FlowEventView<'a> {
         for field in ["FlowEvent.policies_enforced", "FlowEvent.policies_pending"] {
             // kind, tier, namespace, name, action, rule_index: at least 6 bytes.
             r.blocks(field, 6, |r| {
-                r.str("PolicyHit.kind")?;
-                r.optional_str("PolicyHit.tier")?;
-                r.optional_str("PolicyHit.namespace")?;
-                r.str("PolicyHit.name")?;
+                r.skip_str("PolicyHit.kind")?;
+                r.skip_optional_str("PolicyHit.tier")?;
+                r.skip_optional_str("PolicyHit.namespace")?;
+                r.skip_str("PolicyHit.name")?;
                 Action::read_avro(r, "PolicyHit.action")?;
                 Option::<i32>::read_avro(r, "PolicyHit.rule_index").map(drop)
             })?;
@@ -693,11 +716,11 @@ impl<'a> FlowEventView<'a> {
         let mut dst_dns_names = 0usize;
         r.blocks("FlowEvent.dst_dns_names", 1, |r| {
             dst_dns_names += 1;
-            r.str("FlowEvent.dst_dns_names").map(drop)
+            r.skip_str("FlowEvent.dst_dns_names")
         })?;
         let has_dns = r.present("FlowEvent.dns")?;
         if has_dns {
-            r.str("DnsObservation.query")?;
+            r.skip_str("DnsObservation.query")?;
             r.blocks("DnsObservation.ips", 1, |r| {
                 Ip::read_avro(r, "DnsObservation.ips").map(drop)
             })?;
@@ -734,14 +757,14 @@ fn read_hint_service<'a>(
         "EndpointHint.name",
         "EndpointHint.aggregated_name",
     ] {
-        r.optional_str(field)?;
+        r.skip_optional_str(field)?;
     }
     r.blocks("EndpointHint.labels", 2, |r| {
-        r.str("EndpointHint.labels")?;
-        r.str("EndpointHint.labels").map(drop)
+        r.skip_str("EndpointHint.labels")?;
+        r.skip_str("EndpointHint.labels")
     })?;
-    r.optional_str("EndpointHint.workload_kind")?;
-    r.optional_str("EndpointHint.workload_name")?;
+    r.skip_optional_str("EndpointHint.workload_kind")?;
+    r.skip_optional_str("EndpointHint.workload_name")?;
     let namespace = r.optional_str("EndpointHint.service_namespace")?;
     let name = r.optional_str("EndpointHint.service_name")?;
     Ok(name.map(|name| (namespace, name)))
