@@ -396,7 +396,7 @@ pub async fn run_stage<P: Processor>(
             }
             apply_revocations(&consumer, &mut processor, &mut offsets, &mut batch);
 
-            let mut out = Outputs::default();
+            let mut out = Outputs::with_capacity(batch.len());
             let mut produce: Vec<Produce> = Vec::new();
             // (partition, last offset, records) of this batch: a handful of entries.
             let mut last_offsets: Vec<(TopicPartition, i64, u64)> = Vec::new();
