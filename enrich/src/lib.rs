@@ -20,6 +20,7 @@ pub mod objects_to_identity;
 pub mod processor;
 pub mod publisher;
 pub mod settings;
+mod slab;
 pub mod snapshot;
 pub mod sources;
 pub mod table;

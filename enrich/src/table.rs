@@ -53,6 +53,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use crate::addresses::AddressIndex;
 use crate::netsets::{Cidr, NetworkSet, PrefixMap};
 use crate::settings::EnrichSettings;
+use crate::slab::ChunkedSlab;
 use crate::snapshot::{Snapshot, SnapshotError};
 use crate::workload::{Interner, OwnerLink, owner_key, workload_of};
 
@@ -318,7 +319,7 @@ struct Spec {
 /// One cluster's identities.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterTable {
-    objects: Vec<Option<Object>>,
+    objects: ChunkedSlab<Object>,
     free: Vec<u32>,
     by_uid: HashTable<u32>,
     hasher: DefaultHashBuilder,
@@ -438,7 +439,7 @@ impl ClusterTable {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
-                self.objects.push(None);
+                self.objects.push_empty();
                 // More than 4 billion objects in one cluster is not a deployment we serve.
                 u32::try_from(self.objects.len() - 1).unwrap_or(u32::MAX)
             }
@@ -1035,7 +1036,6 @@ impl IdentityTable {
             cluster.namespaces.insert(name, labels);
         }
         cluster.by_ip.shrink_to_fit();
-        cluster.objects.shrink_to_fit();
     }
 }
 
