@@ -51,6 +51,14 @@ impl AddressIndex {
         if holders.contains(&id) {
             return;
         }
+        if holders.is_empty() {
+            // The common case (a new pod's address), without building a list.
+            match ip {
+                IpAddr::V4(v4) => self.v4.insert(u32::from(v4), id),
+                IpAddr::V6(v6) => self.v6.insert(u128::from(v6), id),
+            };
+            return;
+        }
         let mut ids = holders.to_vec();
         ids.push(id);
         self.set(ip, ids);
