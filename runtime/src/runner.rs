@@ -477,8 +477,18 @@ pub async fn run_stage<P: Processor>(
             "drain deadline passed; the uncommitted input will be replayed"
         ),
     }
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::warn!(stage, error = %e, "final commit failed; the uncommitted input will be replayed");
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        // Nothing stored since the last commit: nothing to replay either.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+            tracing::debug!(
+                stage,
+                "final commit: no offsets stored since the last commit"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(stage, error = %e, "final commit failed; the uncommitted input will be replayed");
+        }
     }
     let _ = producer.flush(Duration::from_secs(5));
     tracing::info!(stage, "stopped");
