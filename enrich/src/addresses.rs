@@ -53,11 +53,7 @@ impl AddressIndex {
         }
         if holders.is_empty() {
             // The common case (a new pod's address), without building a list.
-            match ip {
-                IpAddr::V4(v4) => self.v4.insert(u32::from(v4), id),
-                IpAddr::V6(v6) => self.v6.insert(u128::from(v6), id),
-            };
-            return;
+            return self.put(ip, Some(id));
         }
         let mut ids = holders.to_vec();
         ids.push(id);
@@ -120,6 +116,11 @@ impl AddressIndex {
                 Some(SHARED | slot)
             }
         };
+        self.put(ip, word);
+    }
+
+    /// Stores `word` as the holder word of `ip`, or forgets `ip` for `None`.
+    fn put(&mut self, ip: IpAddr, word: Option<u32>) {
         match (ip, word) {
             (IpAddr::V4(v4), Some(word)) => {
                 self.v4.insert(u32::from(v4), word);

@@ -88,15 +88,10 @@ impl Labels {
 
     /// Sets `key` to `value`, replacing the value it had.
     pub fn insert(&mut self, key: &str, value: &str) {
-        match self.last_key() {
-            // Keys arriving in order (the common case: agents and the API server write
-            // them sorted) append.
-            Some(last) if last < key => self.push_unchecked(key, value),
-            None => self.push_unchecked(key, value),
-            Some(_) => {
-                self.push_unchecked(key, value);
-                self.canonicalize();
-            }
+        // Keys arriving in order (the common case: agents and the API server write them
+        // sorted) only append.
+        if !self.push(key, value) {
+            self.canonicalize();
         }
     }
 
