@@ -140,9 +140,16 @@ fn read_until_covered(
     while covered_at.is_none_or(|t| t.elapsed() < Duration::from_secs(2)) {
         assert!(
             Instant::now() < deadline,
-            "{} of {} raw records never reached {EVENTS}:\n{}",
+            "{} of {} raw records never reached {EVENTS}; missing {}; read {} of {EVENTS}'s \
+             {:?} (low, high) watermarks; restarted stage's counters: {}\n{}",
             missing.len(),
             inputs.len(),
+            missing_ranges(&missing),
+            out.len(),
+            (0..PARTITIONS)
+                .map(|p| consumer.fetch_watermarks(EVENTS, p, Duration::from_secs(5)))
+                .collect::<Vec<_>>(),
+            stage_counters(stage),
             stage.log_tail()
         );
         match consumer.poll(Duration::from_millis(100)) {
@@ -159,6 +166,38 @@ fn read_until_covered(
         }
     }
     out
+}
+
+/// `missing` as per-partition offset ranges, to tell a stalled partition (one range at the
+/// end) from records lost in the middle.
+fn missing_ranges(missing: &std::collections::HashSet<(i32, i64)>) -> String {
+    let mut sorted: Vec<(i32, i64)> = missing.iter().copied().collect();
+    sorted.sort_unstable();
+    let mut ranges: Vec<(i32, i64, i64)> = Vec::new();
+    for (partition, offset) in sorted {
+        match ranges.last_mut() {
+            Some((p, _, end)) if *p == partition && *end + 1 == offset => *end = offset,
+            _ => ranges.push((partition, offset, offset)),
+        }
+    }
+    ranges
+        .iter()
+        .map(|(p, from, to)| format!("p{p}:{from}..={to}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The record counters a stage exports, as `name{labels} value` lines joined by `; `.
+fn stage_counters(stage: &StageProcess) -> String {
+    stage.get("/metrics").map_or_else(
+        || "metrics unreachable".to_owned(),
+        |(_, body)| {
+            body.lines()
+                .filter(|l| l.starts_with("flowlake_") && l.contains("records"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
