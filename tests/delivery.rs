@@ -298,9 +298,8 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_marks_every_repeat() {
         "distinct inputs, distinct outputs"
     );
 
-    // Report what the kill cost: the replay from the last committed offset, and any
-    // record delivered more than twice (Tansu 0.6 re-delivers the last batch of a
-    // partition to a consumer that resumed from a committed offset; see README.md).
+    // Report what the kill cost: the replay from the last committed offset (the first
+    // instance's output after its last commit comes again from the second).
     let duplicates: usize = repeats.values().map(Vec::len).sum();
     for (partition, offsets) in &mut repeats {
         offsets.sort_unstable();
