@@ -17,11 +17,13 @@
 //! External and network-set endpoints also get the DNS names learned from earlier flows'
 //! DNS answers ([`crate::dns`]) after the agent's own names.
 //!
-//! The stage's hot path ([`Enricher::enrich_into`]) writes both endpoints straight into
-//! the output record as Avro: an endpoint the table answered is written from the table's
-//! shared strings, with nothing copied ([`Resolved`]). [`Enricher::enrich`] builds the
-//! same endpoints as owned values; debug builds check that both give the same bytes for
-//! every flow they enrich. A flow's DNS answer is learned
+//! The stage's hot paths write both endpoints straight into the output record as Avro: an
+//! endpoint the table answered is written from the table's shared strings, with nothing
+//! copied ([`Resolved`]). [`Enricher::enrich_fast_into`] does so from the undecoded datum
+//! for the common flow (each end a table hit or an address that is plainly outside the
+//! table), [`Enricher::enrich_into`] for any decoded flow. [`Enricher::enrich`] builds the
+//! same endpoints as owned values; debug builds check that every hot path gives the same
+//! bytes for every flow it enriches. A flow's DNS answer is learned
 //! before the flow itself is resolved, so flows are enriched in input order against
 //! everything earlier flows taught. Enrichment never fails: every flow comes out with both
 //! ends set.
@@ -30,10 +32,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use flowlake_schemas::binary::{AvroBinary, FlowEventView, Reader, write};
+use flowlake_schemas::binary::{AvroBinary, FlowEventView, HintView, Reader, write};
 use flowlake_schemas::{
     Endpoint, EndpointHint, EndpointKind, EnrichedFlow, EnrichmentStatus, FlowEvent, Ip, Labels,
-    Timestamp,
+    RESERVED_LABEL_PREFIX, Timestamp,
 };
 use hashbrown::HashMap;
 
@@ -43,9 +45,6 @@ use crate::metrics::ClusterCounters;
 use crate::netsets::{self, CidrError, NetworkSet, PrefixMap};
 use crate::settings::EnrichSettings;
 use crate::table::{ClusterTable, Found, Identity, IdentityTable};
-
-/// Prefix of Cilium's reserved identity labels (`reserved:world`, `reserved:host`, …).
-const RESERVED_LABEL_PREFIX: &str = "reserved:";
 
 /// What the enricher learns from one cluster's flows.
 struct FlowState {
@@ -73,12 +72,6 @@ impl std::fmt::Debug for Enricher {
             .field("network_sets", &self.network_sets.len())
             .finish_non_exhaustive()
     }
-}
-
-/// One end of a flow, as the agent reported it.
-struct Side<'a> {
-    ip: Option<Ip>,
-    hint: Option<&'a EndpointHint>,
 }
 
 impl Enricher {
@@ -176,46 +169,56 @@ impl Enricher {
         statuses
     }
 
-    /// The stage's fast path, for the common flow: both ends are table hits at the flow's
-    /// time, and the flow teaches nothing (no DNS answer) and names nothing (no agent DNS
-    /// names). Appends the two endpoints to `out` and returns their statuses; returns None,
-    /// having written and counted nothing, for any other flow, which then takes
-    /// [`Self::enrich_into`] on the decoded event (so does a datum that does not read).
-    /// `datum` is a `FlowEvent` in our own schema; nothing of it is copied.
-    pub fn enrich_hits_into(
+    /// The stage's fast path, for the common flow: each end is a table hit at the flow's
+    /// time, or an address the table does not know and the agent's hint does not name
+    /// (no hint, or Hubble's `reserved:world`), which becomes its network set or an
+    /// external endpoint with the DNS names learned for it. The flow must teach nothing (no
+    /// DNS answer) and name nothing (no agent DNS names). Appends the two endpoints to
+    /// `out` and returns their statuses; returns None, having written and counted nothing,
+    /// for any other flow, which then takes [`Self::enrich_into`] on the decoded event (so
+    /// does a datum that does not read). `datum` is a `FlowEvent` in our own schema;
+    /// nothing of it is copied.
+    pub fn enrich_fast_into(
         &mut self,
         datum: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<[EnrichmentStatus; 2]> {
-        let view = FlowEventView::read(datum).ok()?;
+        let table = &self.table;
+        let (view, cluster) = FlowEventView::read_then(datum, |cluster_id, src, dst| {
+            let cluster = table.cluster(cluster_id)?;
+            cluster.warm([src, dst].map(|ip| Some(ip?.canonical().0)));
+            Some(cluster)
+        })
+        .ok()?;
         if view.has_dns || view.has_dst_dns_names {
             return None;
         }
-        let cluster = self.table.cluster(view.cluster_id)?;
-        let hit = |ip: Option<Ip>| {
-            cluster
-                .lookup(ip?.canonical().0, view.start_time)
-                .filter(|found| found.status == EnrichmentStatus::Hit)
-        };
-        let src = Resolved::hit(hit(view.src_ip)?, view.src_hint_service);
-        let dst = Resolved::hit(hit(view.dst_ip)?, view.dst_hint_service);
-        let start = out.len();
-        src.write_avro(out);
-        dst.write_avro(out);
         let state = Self::flow_state(
             &mut self.flows,
             (self.dns_max_entries, self.dns_ttl_grace),
             view.cluster_id,
         );
+        let context = Context {
+            cluster,
+            network_sets: &self.network_sets,
+            dns: &state.dns,
+            at: view.start_time,
+        };
+        let src = context.resolve_plain(view.src_ip, view.src_hint)?;
+        let dst = context.resolve_plain(view.dst_ip, view.dst_hint)?;
+        let start = out.len();
+        src.write_avro(out);
+        dst.write_avro(out);
+        let statuses = [src.status(), dst.status()];
         state.high_water = state.high_water.max(view.end_time.as_micros());
-        state.counters.record(EnrichmentStatus::Hit);
-        state.counters.record(EnrichmentStatus::Hit);
+        state.counters.record(statuses[0]);
+        state.counters.record(statuses[1]);
         if cfg!(debug_assertions)
             && let Ok(flow) = FlowEvent::read_avro(&mut Reader::new(datum), "FlowEvent")
         {
             self.check_against_owned(&flow, &out[start..]);
         }
-        Some([EnrichmentStatus::Hit; 2])
+        Some(statuses)
     }
 
     /// Debug builds: `written`, the endpoints a hot path wrote for `flow`, must be the Avro
@@ -235,9 +238,9 @@ impl Enricher {
             cluster: self.table.cluster(&flow.cluster_id),
             network_sets: &self.network_sets,
             dns: &state.dns,
-            flow,
+            at: flow.start_time,
         };
-        let (src, dst) = context.resolve_both();
+        let (src, dst) = context.resolve_both(flow);
         let mut expected = Vec::new();
         src.into_endpoint().write_avro(&mut expected);
         dst.into_endpoint().write_avro(&mut expected);
@@ -281,9 +284,9 @@ impl Enricher {
             cluster: self.table.cluster(&flow.cluster_id),
             network_sets: &self.network_sets,
             dns: &state.dns,
-            flow,
+            at: flow.start_time,
         };
-        let (src, dst) = context.resolve_both();
+        let (src, dst) = context.resolve_both(flow);
         state.counters.record(src.status());
         state.counters.record(dst.status());
         use_ends(src, dst)
@@ -411,21 +414,18 @@ struct Context<'a> {
     cluster: Option<&'a ClusterTable>,
     network_sets: &'a PrefixMap<Arc<NetworkSet>>,
     dns: &'a DnsNames,
-    flow: &'a FlowEvent,
+    /// The start of the flow's observation interval: addresses resolve to what held them
+    /// then.
+    at: Timestamp,
 }
 
 impl<'a> Context<'a> {
-    /// Both ends: the agent's DNS names for the destination first, then learned ones.
-    fn resolve_both(&self) -> (Resolved<'a>, Resolved<'a>) {
-        let flow = self.flow;
-        let src = self.resolve(Side {
-            ip: flow.src_ip,
-            hint: flow.src_hint.as_ref(),
-        });
-        let mut dst = self.resolve(Side {
-            ip: flow.dst_ip,
-            hint: flow.dst_hint.as_ref(),
-        });
+    /// Both ends of `flow`: the agent's DNS names for the destination first, then learned
+    /// ones.
+    fn resolve_both(&self, flow: &'a FlowEvent) -> (Resolved<'a>, Resolved<'a>) {
+        let reporter_node = flow.reporter_node.as_deref();
+        let src = self.resolve(flow.src_ip, flow.src_hint.as_ref(), reporter_node);
+        let mut dst = self.resolve(flow.dst_ip, flow.dst_hint.as_ref(), reporter_node);
         if !flow.dst_dns_names.is_empty() {
             match &mut dst {
                 // Table entries learn no names: the agent's are all there are.
@@ -444,27 +444,28 @@ impl<'a> Context<'a> {
         (src, dst)
     }
 
-    fn resolve(&self, side: Side<'a>) -> Resolved<'a> {
-        let ip = side.ip.map(|ip| ip.canonical().0);
-        let flow = self.flow;
-        // The start of the observation interval: the address was held then.
-        let found = match (ip, self.cluster) {
-            (Some(ip), Some(cluster)) => cluster.lookup(ip, flow.start_time),
-            _ => None,
-        };
+    /// One end, in the order of trust of the module doc.
+    fn resolve(
+        &self,
+        ip: Option<Ip>,
+        hint: Option<&'a EndpointHint>,
+        reporter_node: Option<&str>,
+    ) -> Resolved<'a> {
+        let ip = ip.map(|ip| ip.canonical().0);
+        let found = ip.and_then(|ip| self.lookup(ip));
         if let Some(found) = found
             && found.status == EnrichmentStatus::Hit
         {
             // A pod reached through a Service: the agent may know the Service, the table
             // (which maps addresses) cannot.
-            let service = side.hint.and_then(|hint| {
+            let service = hint.and_then(|hint| {
                 let name = hint.service_name.as_deref()?;
                 Some((hint.service_namespace.as_deref(), name))
             });
             return Resolved::hit(found, service);
         }
-        if let Some(hint) = side.hint
-            && let Some(endpoint) = hint_endpoint(hint, ip, flow.reporter_node.as_deref())
+        if let Some(hint) = hint
+            && let Some(endpoint) = hint_endpoint(hint, ip, reporter_node)
         {
             return Resolved::Owned(endpoint);
         }
@@ -475,20 +476,47 @@ impl<'a> Context<'a> {
                 dns_names: &[],
             };
         }
-        let Some(ip) = ip else {
-            return Resolved::Owned(Endpoint {
+        match ip {
+            Some(ip) => Resolved::Owned(self.outside_table(ip)),
+            None => Resolved::Owned(Endpoint {
                 kind: EndpointKind::Unknown,
                 status: EnrichmentStatus::Miss,
                 ..Endpoint::default()
-            });
-        };
+            }),
+        }
+    }
+
+    /// [`Self::resolve`] for the ends the fast path takes, from what a [`FlowEventView`]
+    /// says of them: a table hit, or an address the table does not know with a hint that
+    /// names nothing (none, or `reserved:world`, which [`hint_kind`] turns down first).
+    /// None for any other end (a stale holder, a hint that may name it, no address).
+    fn resolve_plain(&self, ip: Option<Ip>, hint: Option<HintView<'a>>) -> Option<Resolved<'a>> {
+        let ip = ip?.canonical().0;
+        match self.lookup(ip) {
+            Some(found) if found.status == EnrichmentStatus::Hit => {
+                Some(Resolved::hit(found, hint.and_then(|hint| hint.service)))
+            }
+            None if hint.is_none_or(|hint| hint.world) => {
+                Some(Resolved::Owned(self.outside_table(ip)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The table's answer for `ip` at the flow's time.
+    fn lookup(&self, ip: IpAddr) -> Option<Found<'a>> {
+        self.cluster?.lookup(ip, self.at)
+    }
+
+    /// An address the table does not know: its network set, or an external endpoint, with
+    /// the DNS names learned for it.
+    fn outside_table(&self, ip: IpAddr) -> Endpoint {
         let mut endpoint = match self.network_set(ip) {
             Some(set) => network_set_endpoint(set),
             None => external_endpoint(ip),
         };
-        self.dns
-            .names_into(ip, flow.start_time, &mut endpoint.dns_names);
-        Resolved::Owned(endpoint)
+        self.dns.names_into(ip, self.at, &mut endpoint.dns_names);
+        endpoint
     }
 
     /// The longest-prefix network set of `ip`: the config's, or the cluster's own when
@@ -588,7 +616,7 @@ fn hint_endpoint(
     };
     match kind {
         // Cilium's `reserved:host` is the node that observed the flow.
-        EndpointKind::Node if endpoint.name.is_none() && has_reserved(hint, "host") => {
+        EndpointKind::Node if endpoint.name.is_none() && hint.has_reserved("host") => {
             endpoint.name = reporter_node.map(str::to_owned);
         }
         EndpointKind::NetworkSet => endpoint.network_set = hint.name.clone(),
@@ -606,7 +634,7 @@ fn hint_kind(hint: &EndpointHint, ip: Option<IpAddr>) -> Option<EndpointKind> {
     // Hubble: an address outside the cluster. The hint says nothing beyond that, and the
     // address says more (public or private), even when Hubble attached a pod name it
     // remembered for the address.
-    if has_reserved(hint, "world") {
+    if hint.has_reserved("world") {
         return None;
     }
     let names_pod = (hint.namespace.is_some()
@@ -630,7 +658,7 @@ fn hint_kind(hint: &EndpointHint, ip: Option<IpAddr>) -> Option<EndpointKind> {
             _ => None,
         },
         "reserved" => {
-            if has_reserved(hint, "host") || has_reserved(hint, "remote-node") {
+            if hint.has_reserved("host") || hint.has_reserved("remote-node") {
                 Some(EndpointKind::Node)
             } else if names_pod {
                 Some(EndpointKind::Pod)
@@ -656,21 +684,6 @@ fn normalise_kind(kind: &str) -> String {
         .filter(|c| !matches!(c, '_' | '-' | ' '))
         .map(|c| c.to_ascii_lowercase())
         .collect()
-}
-
-/// True when the hint carries Cilium's `reserved:<name>` label (also the dual-stack
-/// variants `reserved:world-ipv4` / `-ipv6`), as a key or as `reserved` = `<name>`.
-fn has_reserved(hint: &EndpointHint, name: &str) -> bool {
-    hint.labels.iter().any(|(key, value)| {
-        let reserved = key
-            .strip_prefix(RESERVED_LABEL_PREFIX)
-            .or_else(|| (key == "reserved").then_some(value));
-        reserved.is_some_and(|r| {
-            r == name
-                || r.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with("-ipv"))
-        })
-    })
 }
 
 #[cfg(test)]
@@ -983,7 +996,6 @@ mod tests {
         let mut owned = Enricher::new(Arc::new(snapshot.clone()));
         let mut hot = Enricher::new(Arc::new(snapshot.clone()));
         let mut fast = Enricher::new(Arc::new(snapshot));
-        let mut fast_path_taken = 0;
         let events = AvroCodec::<FlowEvent>::new()?;
         let enriched = AvroCodec::<EnrichedFlow>::new()?;
         let flows = [
@@ -1026,8 +1038,27 @@ mod tests {
                 r#""dns": {"query": "one.one", "ips": ["1.1.1.1"], "ttl": 60}"#,
             )?,
             flow("10.1.0.5", "1.1.1.1", r#""dst_dns_names": ["cloudflare"]"#)?,
+            // An outside address with its learned name, behind Hubble's world hint.
+            flow(
+                "10.1.0.5",
+                "1.1.1.1",
+                r#""dst_hint": {"kind": "reserved", "labels": {"reserved:world-ipv4": ""}}"#,
+            )?,
+            // A world hint on an address the table holds: the table wins.
+            flow(
+                "10.1.0.5",
+                "10.96.5.5",
+                r#""dst_hint": {"labels": {"reserved": "world"}}"#,
+            )?,
+            // A hint that names the end: not the fast path's.
+            flow(
+                "10.9.9.9",
+                "1.1.1.1",
+                r#""src_hint": {"kind": "pod", "namespace": "a", "name": "p"}"#,
+            )?,
         ];
-        for event in flows {
+        let mut fast_path_flows = Vec::new();
+        for (n, event) in flows.into_iter().enumerate() {
             let expected = enriched.encode(&owned.enrich(event.clone()));
             let message = events.encode(&event);
             let (decoded, datum) = (events.decode(&message)?, events.own_datum(&message));
@@ -1044,9 +1075,9 @@ mod tests {
             let mut bytes = Vec::new();
             enriched.encode_header(&mut bytes);
             bytes.extend_from_slice(datum);
-            let fast_statuses = match fast.enrich_hits_into(datum, &mut bytes) {
+            let fast_statuses = match fast.enrich_fast_into(datum, &mut bytes) {
                 Some(statuses) => {
-                    fast_path_taken += 1;
+                    fast_path_flows.push(n);
                     statuses
                 }
                 None => fast.enrich_into(&decoded, &mut bytes),
@@ -1054,8 +1085,9 @@ mod tests {
             assert_eq!(bytes, expected, "fast path: {event:?}");
             assert_eq!(fast_statuses, statuses);
         }
-        // Pod → Service, hostNetwork pod → pod with the agent's Service.
-        assert_eq!(fast_path_taken, 2);
+        // Pod → Service, hostNetwork pod → pod with the agent's Service, two addresses
+        // nobody holds, pod → learned name behind a world hint, pod → Service behind one.
+        assert_eq!(fast_path_flows, [0, 1, 8, 11, 12]);
         Ok(())
     }
 }

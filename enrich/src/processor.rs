@@ -160,9 +160,10 @@ impl Processor for EnrichProcessor {
         let own_datum = self.events.own_datum(payload);
         if let Some(datum) = own_datum {
             bytes.extend_from_slice(datum);
-            // The common flow (both ends known to the table, nothing to learn) is enriched
-            // without decoding it: its datum is checked and the endpoints appended.
-            if let Some([src, dst]) = self.enricher.enrich_hits_into(datum, &mut bytes) {
+            // The common flow (each end a table hit or a plain outside address, nothing to
+            // learn) is enriched without decoding it: its datum is checked and the
+            // endpoints appended.
+            if let Some([src, dst]) = self.enricher.enrich_fast_into(datum, &mut bytes) {
                 self.tally.record(FlowSide::Src, src);
                 self.tally.record(FlowSide::Dst, dst);
                 out.send(&self.output_topic, input.key.map(<[u8]>::to_vec), bytes);

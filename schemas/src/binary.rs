@@ -227,11 +227,18 @@ impl<'a> Reader<'a> {
     /// A `string` checked but not kept: accepted exactly when [`Reader::str`] would be.
     #[inline]
     pub fn skip_str(&mut self, field: &'static str) -> Result<(), ReadError> {
+        self.str_bytes(field).map(drop)
+    }
+
+    /// A `string`'s bytes, accepted exactly when [`Reader::str`] would accept the string:
+    /// for a caller that only compares them, which is cheaper than making a `&str`.
+    #[inline]
+    pub fn str_bytes(&mut self, field: &'static str) -> Result<&'a [u8], ReadError> {
         let bytes = self.bytes(field)?;
         // Most strings are ASCII, which `is_ascii` checks inline; the call into `from_utf8`
         // costs more than the check itself on the short strings of a flow.
         if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
-            Ok(())
+            Ok(bytes)
         } else {
             error(field, "string is not UTF-8")
         }
@@ -655,10 +662,10 @@ pub struct FlowEventView<'a> {
     pub src_ip: Option<Ip>,
     /// `dst_ip`.
     pub dst_ip: Option<Ip>,
-    /// The Service `src_hint` names: (`service_namespace`, `service_name`) when it names one.
-    pub src_hint_service: Option<(Option<&'a str>, &'a str)>,
-    /// The Service `dst_hint` names.
-    pub dst_hint_service: Option<(Option<&'a str>, &'a str)>,
+    /// `src_hint`, when present.
+    pub src_hint: Option<HintView<'a>>,
+    /// `dst_hint`, when present.
+    pub dst_hint: Option<HintView<'a>>,
     /// `dst_dns_names` is not empty.
     pub has_dst_dns_names: bool,
     /// `dns` is present.
@@ -668,6 +675,18 @@ pub struct FlowEventView<'a> {
 impl<'a> FlowEventView<'a> {
     /// Reads and checks a whole `FlowEvent` datum (without framing).
     pub fn read(datum: &'a [u8]) -> Result<Self, ReadError> {
+        Self::read_then(datum, |_, _, _| ()).map(|(view, ())| view)
+    }
+
+    /// [`Self::read`], calling `on_addresses` with `cluster_id`, `src_ip` and `dst_ip` as
+    /// soon as they are read (they come first), before the rest of the datum is checked:
+    /// a caller that will look the addresses up can start loading what it needs, and the
+    /// cache misses overlap with the checking. Returns what `on_addresses` returned too.
+    /// The datum may still turn out not to read.
+    pub fn read_then<R>(
+        datum: &'a [u8],
+        on_addresses: impl FnOnce(&'a str, Option<Ip>, Option<Ip>) -> R,
+    ) -> Result<(Self, R), ReadError> {
         let r = &mut Reader::new(datum);
         r.skip_str("FlowEvent.event_id")?;
         let cluster_id = r.str("FlowEvent.cluster_id")?;
@@ -678,6 +697,7 @@ impl<'a> FlowEventView<'a> {
         let end_time = Timestamp::read_avro(r, "FlowEvent.end_time")?;
         let src_ip = Option::<Ip>::read_avro(r, "FlowEvent.src_ip")?;
         let dst_ip = Option::<Ip>::read_avro(r, "FlowEvent.dst_ip")?;
+        let early = on_addresses(cluster_id, src_ip, dst_ip);
         for field in [
             "FlowEvent.src_port",
             "FlowEvent.dst_port",
@@ -711,8 +731,8 @@ impl<'a> FlowEventView<'a> {
                 Option::<i32>::read_avro(r, "PolicyHit.rule_index").map(drop)
             })?;
         }
-        let src_hint_service = read_hint_service(r, "FlowEvent.src_hint")?;
-        let dst_hint_service = read_hint_service(r, "FlowEvent.dst_hint")?;
+        let src_hint = HintView::read(r, "FlowEvent.src_hint")?;
+        let dst_hint = HintView::read(r, "FlowEvent.dst_hint")?;
         let mut dst_dns_names = 0usize;
         r.blocks("FlowEvent.dst_dns_names", 1, |r| {
             dst_dns_names += 1;
@@ -729,45 +749,69 @@ impl<'a> FlowEventView<'a> {
         if !r.remaining().is_empty() {
             return error("FlowEvent", "bytes left after the datum");
         }
-        Ok(FlowEventView {
+        let view = FlowEventView {
             cluster_id,
             start_time,
             end_time,
             src_ip,
             dst_ip,
-            src_hint_service,
-            dst_hint_service,
+            src_hint,
+            dst_hint,
             has_dst_dns_names: dst_dns_names > 0,
             has_dns,
-        })
+        };
+        Ok((view, early))
     }
 }
 
-/// Reads an optional `EndpointHint`: the Service it names, if any.
-fn read_hint_service<'a>(
-    r: &mut Reader<'a>,
-    field: &'static str,
-) -> Result<Option<(Option<&'a str>, &'a str)>, ReadError> {
-    if !r.present(field)? {
-        return Ok(None);
+/// What enrich's fast path reads of an `EndpointHint`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HintView<'a> {
+    /// The Service it names: (`service_namespace`, `service_name`) when it names one.
+    pub service: Option<(Option<&'a str>, &'a str)>,
+    /// Its labels say Cilium's `reserved:world`: what
+    /// [`EndpointHint::has_reserved`]`("world")` says of the decoded hint.
+    pub world: bool,
+}
+
+impl<'a> HintView<'a> {
+    /// Reads an optional `EndpointHint`.
+    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Option<Self>, ReadError> {
+        if !r.present(field)? {
+            return Ok(None);
+        }
+        for field in [
+            "EndpointHint.kind",
+            "EndpointHint.namespace",
+            "EndpointHint.name",
+            "EndpointHint.aggregated_name",
+        ] {
+            r.skip_optional_str(field)?;
+        }
+        // The decoded labels keep the last value of a repeated key; so does `reserved`
+        // here. A `reserved:world` key counts wherever it is.
+        let mut world_key = false;
+        let mut reserved_value_is_world = false;
+        // Labels are compared as bytes: a `&str` of each would cost a `from_utf8` call.
+        r.blocks("EndpointHint.labels", 2, |r| {
+            let key = r.str_bytes("EndpointHint.labels")?;
+            let value = r.str_bytes("EndpointHint.labels")?;
+            if key == b"reserved" {
+                reserved_value_is_world = is_reserved_label_bytes(key, value, "world");
+            } else {
+                world_key |= is_reserved_label_bytes(key, value, "world");
+            }
+            Ok(())
+        })?;
+        r.skip_optional_str("EndpointHint.workload_kind")?;
+        r.skip_optional_str("EndpointHint.workload_name")?;
+        let namespace = r.optional_str("EndpointHint.service_namespace")?;
+        let name = r.optional_str("EndpointHint.service_name")?;
+        Ok(Some(HintView {
+            service: name.map(|name| (namespace, name)),
+            world: world_key || reserved_value_is_world,
+        }))
     }
-    for field in [
-        "EndpointHint.kind",
-        "EndpointHint.namespace",
-        "EndpointHint.name",
-        "EndpointHint.aggregated_name",
-    ] {
-        r.skip_optional_str(field)?;
-    }
-    r.blocks("EndpointHint.labels", 2, |r| {
-        r.skip_str("EndpointHint.labels")?;
-        r.skip_str("EndpointHint.labels")
-    })?;
-    r.skip_optional_str("EndpointHint.workload_kind")?;
-    r.skip_optional_str("EndpointHint.workload_name")?;
-    let namespace = r.optional_str("EndpointHint.service_namespace")?;
-    let name = r.optional_str("EndpointHint.service_name")?;
-    Ok(name.map(|name| (namespace, name)))
 }
 
 #[cfg(test)]
@@ -910,7 +954,16 @@ mod tests {
     }
 
     fn labels() -> impl Strategy<Value = Labels> {
-        proptest::collection::btree_map(text(), text(), 0..4).prop_map(Labels::from_iter)
+        // Now and then one of Cilium's reserved labels, which the view looks for.
+        let key = prop_oneof![
+            4 => text(),
+            1 => prop::sample::select(vec!["reserved", "reserved:world", "reserved:world-ipv6", "reserved:host", "reserved:worlds"]).prop_map(str::to_owned),
+        ];
+        let value = prop_oneof![
+            4 => text(),
+            1 => prop::sample::select(vec!["world", "world-ipv4", "host"]).prop_map(str::to_owned),
+        ];
+        proptest::collection::btree_map(key, value, 0..4).prop_map(Labels::from_iter)
     }
 
     fn action() -> impl Strategy<Value = Action> {
@@ -1196,6 +1249,33 @@ mod tests {
             })
     }
 
+    /// A datum may repeat a map key (our writer never does): the view's `world` follows the
+    /// decoder, whose labels keep the last value.
+    #[test]
+    fn the_view_reads_a_repeated_reserved_label_as_the_decoder_does() {
+        for (first, second) in [("world", "host"), ("host", "world")] {
+            let event = FlowEvent {
+                dst_hint: Some(EndpointHint {
+                    // Keys of one length, so the second can be renamed in the bytes.
+                    labels: Labels::from([("reserved", first), ("reservee", second)]),
+                    ..EndpointHint::default()
+                }),
+                ..FlowEvent::default()
+            };
+            let mut bytes = ours(&event);
+            let at = bytes
+                .windows(8)
+                .position(|w| w == b"reservee")
+                .unwrap_or_else(|| panic!("no second key in {bytes:?}"));
+            bytes[at + 7] = b'd';
+            let decoded = read_back::<FlowEvent>(&bytes).unwrap_or_else(|e| panic!("{e}"));
+            let decoded_world = decoded.dst_hint.is_some_and(|h| h.has_reserved("world"));
+            assert_eq!(decoded_world, second == "world");
+            let view = FlowEventView::read(&bytes).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(view.dst_hint.map(|h| h.world), Some(decoded_world));
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -1229,9 +1309,12 @@ mod tests {
         fn the_view_agrees_with_the_decoder(event in flow_event(), cut in any::<prop::sample::Index>(), flip in any::<(prop::sample::Index, u8)>()) {
             let bytes = ours(&event);
             let view = FlowEventView::read(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            fn service(hint: &Option<EndpointHint>) -> Option<(Option<&str>, &str)> {
+            fn hint(hint: &Option<EndpointHint>) -> Option<HintView<'_>> {
                 let hint = hint.as_ref()?;
-                hint.service_name.as_deref().map(|name| (hint.service_namespace.as_deref(), name))
+                Some(HintView {
+                    service: hint.service_name.as_deref().map(|name| (hint.service_namespace.as_deref(), name)),
+                    world: hint.has_reserved("world"),
+                })
             }
             prop_assert_eq!(view, FlowEventView {
                 cluster_id: &event.cluster_id,
@@ -1239,8 +1322,8 @@ mod tests {
                 end_time: event.end_time,
                 src_ip: event.src_ip,
                 dst_ip: event.dst_ip,
-                src_hint_service: service(&event.src_hint),
-                dst_hint_service: service(&event.dst_hint),
+                src_hint: hint(&event.src_hint),
+                dst_hint: hint(&event.dst_hint),
                 has_dst_dns_names: !event.dst_dns_names.is_empty(),
                 has_dns: event.dns.is_some(),
             });

@@ -149,6 +149,39 @@ pub struct EndpointHint {
     pub service_name: Option<String>,
 }
 
+/// The label-key prefix of Cilium's reserved identities (`reserved:world`, `reserved:host`).
+pub const RESERVED_LABEL_PREFIX: &str = "reserved:";
+
+impl EndpointHint {
+    /// True when the labels carry Cilium's reserved identity `name` (see
+    /// [`is_reserved_label`]).
+    pub fn has_reserved(&self, name: &str) -> bool {
+        self.labels
+            .iter()
+            .any(|(key, value)| is_reserved_label(key, value, name))
+    }
+}
+
+/// True when the label `key`=`value` says Cilium's reserved identity `name`: key
+/// `reserved:<name>`, or key `reserved` with value `<name>`, also in the dual-stack variants
+/// `<name>-ipv4` / `<name>-ipv6` (`reserved:world-ipv4`).
+pub fn is_reserved_label(key: &str, value: &str, name: &str) -> bool {
+    is_reserved_label_bytes(key.as_bytes(), value.as_bytes(), name)
+}
+
+/// [`is_reserved_label`] on a label's bytes (enrich's fast path reads them undecoded).
+pub fn is_reserved_label_bytes(key: &[u8], value: &[u8], name: &str) -> bool {
+    let name = name.as_bytes();
+    let reserved = key
+        .strip_prefix(RESERVED_LABEL_PREFIX.as_bytes())
+        .or_else(|| (key == b"reserved").then_some(value));
+    reserved.is_some_and(|r| {
+        r == name
+            || r.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(b"-ipv"))
+    })
+}
+
 /// A DNS answer seen in a flow.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
