@@ -43,7 +43,8 @@ use std::mem;
 
 use flowlake_runtime::Rejection;
 use flowlake_schemas::{
-    Action, DnsObservation, EndpointHint, FlowEvent, Ip, Labels, PolicyHit, Reporter, Timestamp,
+    Action, DnsObservation, EndpointHint, FlowEvent, Ip, Labels, PolicyHit, RESERVED_LABEL_PREFIX,
+    Reporter, Timestamp,
 };
 
 use crate::fields::content_hash;
@@ -433,7 +434,7 @@ fn endpoint_hint(
             && ep
                 .labels
                 .iter()
-                .all(|l| l.as_str().starts_with("reserved:"));
+                .all(|l| l.as_str().starts_with(RESERVED_LABEL_PREFIX));
         hint.kind = if only_reserved {
             Some("reserved".to_owned())
         } else if hint.name.is_some() {

@@ -797,9 +797,9 @@ impl<'a> HintView<'a> {
             let key = r.str_bytes("EndpointHint.labels")?;
             let value = r.str_bytes("EndpointHint.labels")?;
             if key == b"reserved" {
-                reserved_value_is_world = is_reserved_label_bytes(key, value, "world");
+                reserved_value_is_world = is_reserved_label(key, value, "world");
             } else {
-                world_key |= is_reserved_label_bytes(key, value, "world");
+                world_key |= is_reserved_label(key, value, "world");
             }
             Ok(())
         })?;

@@ -158,19 +158,15 @@ impl EndpointHint {
     pub fn has_reserved(&self, name: &str) -> bool {
         self.labels
             .iter()
-            .any(|(key, value)| is_reserved_label(key, value, name))
+            .any(|(key, value)| is_reserved_label(key.as_bytes(), value.as_bytes(), name))
     }
 }
 
 /// True when the label `key`=`value` says Cilium's reserved identity `name`: key
 /// `reserved:<name>`, or key `reserved` with value `<name>`, also in the dual-stack variants
-/// `<name>-ipv4` / `<name>-ipv6` (`reserved:world-ipv4`).
-pub fn is_reserved_label(key: &str, value: &str, name: &str) -> bool {
-    is_reserved_label_bytes(key.as_bytes(), value.as_bytes(), name)
-}
-
-/// [`is_reserved_label`] on a label's bytes (enrich's fast path reads them undecoded).
-pub fn is_reserved_label_bytes(key: &[u8], value: &[u8], name: &str) -> bool {
+/// `<name>-ipv4` / `<name>-ipv6` (`reserved:world-ipv4`). On bytes, because enrich's fast
+/// path reads labels undecoded.
+pub fn is_reserved_label(key: &[u8], value: &[u8], name: &str) -> bool {
     let name = name.as_bytes();
     let reserved = key
         .strip_prefix(RESERVED_LABEL_PREFIX.as_bytes())
