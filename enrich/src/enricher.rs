@@ -371,7 +371,8 @@ impl<'a> Resolved<'a> {
             Identity::Pod(pod) => {
                 EndpointKind::Pod.write_avro(out);
                 write::optional_string(out, Some(&pod.workload.namespace));
-                write::optional_string(out, Some(&pod.name));
+                out.push(write::VALUE_BRANCH);
+                write::bytes(out, pod.name.as_bytes()); // the name is a string
                 found
                     .uid
                     .with_text(|uid| write::optional_string(out, Some(uid)));

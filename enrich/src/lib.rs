@@ -17,6 +17,7 @@ pub mod identity_topic;
 pub mod metrics;
 pub mod netsets;
 pub mod objects_to_identity;
+pub mod pod_name;
 pub mod processor;
 pub mod publisher;
 pub mod settings;

@@ -1,6 +1,6 @@
 //! [`ChunkedSlab`]: the identity table's object storage, grown a chunk at a time.
 //!
-//! A `Vec` of 100k objects of ~120 bytes doubles its way to 16 MB, copying everything at
+//! A `Vec` of 100k objects of ~140 bytes doubles its way to 16 MB, copying everything at
 //! each step and leaving the freed buffers (another ~16 MB) to the allocator; its last
 //! doubling leaves up to half its capacity unused. Objects live in fixed-size chunks
 //! instead: growing allocates one more chunk and moves nothing, and at most one chunk is
@@ -9,7 +9,7 @@
 
 use std::ops::{Index, IndexMut};
 
-/// Objects per chunk: 1,024 objects of ~120 bytes, ~120 KB.
+/// Objects per chunk: 1,024 objects of ~140 bytes, ~120 KB.
 const CHUNK: usize = 1_024;
 
 /// A vector of `Option<T>` indexed by `usize`, stored in fixed-size chunks.
