@@ -592,7 +592,9 @@ impl ClusterTable {
 /// Identity of every known address, by cluster. See the module doc.
 #[derive(Clone, Debug, Default)]
 pub struct IdentityTable {
-    clusters: HashMap<Box<str>, ClusterTable>,
+    /// Looked up by name for every flow: hashbrown's default hasher (foldhash) costs a
+    /// fraction of std's SipHash on a short name.
+    clusters: hashbrown::HashMap<Box<str>, ClusterTable>,
     interner: Interner,
     pruned_since_sweep: u64,
 }
