@@ -373,11 +373,11 @@ impl ClusterTable {
 
     /// Loads what the lookups of a flow's two addresses (canonical) and writing their
     /// endpoints read first: the index entries, the first holders, the names of pods whose
-    /// name is not in place (see [`PodName`]). Nothing
-    /// waits for the loads, so the next instructions (checking the rest of the record) run
-    /// while they miss the cache, and the lookups find them there. Each level is loaded for
-    /// both ends before the next, so the two ends' misses overlap. (A prefetch instruction
-    /// would say it better; the workspace forbids the `unsafe` it takes.)
+    /// name is not in place (see [`PodName`]). Nothing waits for the loads, so the next
+    /// instructions (checking the rest of the record) run while they miss the cache, and
+    /// the lookups find them there. Each level is loaded for both ends before the next, so
+    /// the two ends' misses overlap. (Prefetch instructions issued a few records ahead
+    /// were tried and were slower: BENCHMARKS.md, enrich.)
     #[inline]
     pub fn warm(&self, ips: [Option<IpAddr>; 2]) {
         let ids = ips.map(|ip| Some(*self.by_ip.holders(ip?).first()?));
