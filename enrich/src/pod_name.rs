@@ -16,10 +16,10 @@ use std::ops::Deref;
 pub const INLINE_CAPACITY: usize = 46;
 
 /// A pod's name (see the module doc). Derefs to `str`.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PodName(Repr);
 
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 enum Repr {
     Inline {
         len: u8,
@@ -69,12 +69,6 @@ impl Deref for PodName {
 
     fn deref(&self) -> &str {
         self.as_str()
-    }
-}
-
-impl PartialEq<str> for PodName {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
     }
 }
 
