@@ -14,9 +14,10 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use flowlake_schemas::{
     Action, Endpoint, EndpointKind, EnrichedFlow, FlowEdge, PolicyHit, Reporter, Timestamp,
 };
+use serde::{Deserialize, Serialize};
 
 /// Everything that identifies a flow-graph edge within a window.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct EdgeKey {
     /// Cluster.
     pub cluster_id: String,
@@ -47,7 +48,7 @@ pub struct EdgeKey {
 }
 
 /// The additive values of one edge in one window.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EdgeValue {
     /// Flow records folded in.
     pub flows: i64,

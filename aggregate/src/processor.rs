@@ -1,18 +1,20 @@
 //! The aggregate stage as a runtime [`Processor`].
 //!
-//! Offset protocol: every input partition has its own [`PartitionWindows`]. A flow is
-//! folded in memory and nothing is produced for it until its window (or its correction) is
-//! emitted by [`Processor::flush_due`]; until then [`Processor::held_from`] reports the
-//! oldest offset still held, so the runtime never stores an offset past a flow whose edge
-//! is not yet durable, and a crash replays it. Emitted edges carry the origin
-//! `(input topic, partition, highest offset folded into that window)`.
+//! Checkpoint protocol: every input partition has its own [`PartitionWindows`], whose
+//! whole state goes into the partition's checkpoint ([`Processor::checkpoint_state`]), so
+//! a new owner — after a crash, a rebalance or a rolling restart — resumes exactly where
+//! the checkpoint was taken instead of replaying open windows. Emissions depend on the
+//! input only (see [`crate::windows`]): edges carry the coordinates (input topic,
+//! partition, trigger offset, sequence), and a replay after a crash re-produces the same
+//! edges with the same coordinates, which the sink drops.
 //!
-//! Shutdown emits nothing: open windows are rebuilt by the replay after a restart, and
-//! emitting them early would count their flows twice (once now, once when the rebuilt
-//! window closes). A bounded run whose input is finished calls
-//! [`AggregateProcessor::drain_all`] instead. Revoked partitions lose their state; the next
-//! owner replays from the committed offset, which `held_from` kept at the oldest flow of
-//! an open window.
+//! Business counters move once per edge: only in [`Processor::on_committed`], after the
+//! edges and the checkpoint that covers them are acknowledged. An edge emitted by an
+//! instance that died before its checkpoint is emitted again by the next owner and counted
+//! there, once.
+//!
+//! Shutdown emits nothing: the open windows are in the checkpoint written at the drain. A
+//! bounded run whose input is finished calls [`AggregateProcessor::drain_all`] instead.
 
 use std::future::Future;
 use std::time::SystemTime;
@@ -29,7 +31,7 @@ use crate::windows::{Emission, Fold, PartitionWindows, WindowParams, system_time
 
 /// Rejection class of a record that is not a decodable `EnrichedFlow`.
 pub const MALFORMED_AVRO: &str = "malformed_avro";
-/// Rejection class of a flow starting more than `max_future_skew` ahead of the clock.
+/// Rejection class of a flow starting more than `max_future_skew` after its record.
 pub const FUTURE_EVENT: &str = "future_event";
 
 /// Why the processor could not be built. Every variant is fatal: it is a start-up problem.
@@ -53,8 +55,11 @@ pub struct AggregateProcessor {
     /// them in the same order. A consumer owns a handful of partitions: a linear lookup
     /// avoids allocating a map key per record.
     partitions: Vec<(TopicPartition, PartitionWindows)>,
+    /// Edges produced but not yet covered by an acknowledged checkpoint: counted in the
+    /// business metrics at [`Processor::on_committed`].
+    uncounted: Vec<FlowEdge>,
     metrics: AggregateMetrics,
-    /// Processing time source (the future-skew check and idleness).
+    /// Processing time source (idleness, the watermark-lag gauge).
     clock: fn() -> SystemTime,
 }
 
@@ -82,6 +87,7 @@ impl AggregateProcessor {
             decoder: AvroCodec::new()?,
             encoder: AvroCodec::new()?,
             partitions: Vec::new(),
+            uncounted: Vec::new(),
             metrics: AggregateMetrics::new(),
             clock: SystemTime::now,
         })
@@ -93,8 +99,8 @@ impl AggregateProcessor {
         self
     }
 
-    /// Emits what is due at `now`: windows closed by the watermark, windows of partitions
-    /// idle for `idle_timeout`, and pending corrections. The synchronous body of
+    /// Emits what is due at `now`: windows sealed by the input, and idle partitions'
+    /// windows (see [`PartitionWindows::close_if_idle`]). The synchronous body of
     /// [`Processor::flush_due`].
     pub fn emit_due(&mut self, now: SystemTime, out: &mut Outputs) -> Result<(), ProcessorError> {
         self.emit(out, |tp, windows| {
@@ -109,10 +115,12 @@ impl AggregateProcessor {
 
     /// Closes and emits every open window of every partition. For bounded runs (the demo)
     /// whose input is finished; a long-running stage never calls it (see the module doc).
+    /// What it emits is counted at once: such a run has no checkpoint to wait for.
     pub fn drain_all(&mut self, out: &mut Outputs) -> Result<(), ProcessorError> {
         self.emit(out, |_, windows| {
             windows.close_all();
         })?;
+        self.on_committed();
         self.update_gauges((self.clock)());
         Ok(())
     }
@@ -126,16 +134,14 @@ impl AggregateProcessor {
         for (tp, windows) in &mut self.partitions {
             close(tp, windows);
             let due = windows.take_due();
-            // On an error the stage stops without storing offsets, so the flows of the
-            // windows taken here are replayed rather than lost.
             produce(
                 &self.encoder,
-                &mut self.metrics,
+                &mut self.uncounted,
                 &self.output_topic,
                 tp,
                 due,
                 out,
-            )?;
+            );
         }
         Ok(())
     }
@@ -159,61 +165,74 @@ impl AggregateProcessor {
         self.metrics.set_watermark_lag(lag_micros as f64 / 1e6);
     }
 
-    fn partition_mut(&mut self, topic: &str, partition: i32) -> &mut PartitionWindows {
-        let found = self
-            .partitions
+    fn partition_index(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.partitions
             .iter()
-            .position(|(tp, _)| tp.partition == partition && tp.topic == topic);
-        let index = match found {
+            .position(|(tp, _)| tp.partition == partition && tp.topic == topic)
+    }
+
+    fn insert_partition(&mut self, tp: TopicPartition, windows: PartitionWindows) -> usize {
+        if let Some(index) = self.partition_index(&tp.topic, tp.partition) {
+            self.partitions[index].1 = windows;
+            return index;
+        }
+        let at = self.partitions.partition_point(|(other, _)| *other < tp);
+        self.partitions.insert(at, (tp, windows));
+        at
+    }
+
+    fn partition_mut(&mut self, topic: &str, partition: i32) -> &mut PartitionWindows {
+        let index = match self.partition_index(topic, partition) {
             Some(index) => index,
             None => {
                 let tp = TopicPartition {
                     topic: topic.to_owned(),
                     partition,
                 };
-                let at = self.partitions.partition_point(|(other, _)| *other < tp);
-                self.partitions
-                    .insert(at, (tp, PartitionWindows::new(self.params)));
-                at
+                self.insert_partition(tp, PartitionWindows::new(self.params))
             }
         };
         &mut self.partitions[index].1
     }
 }
 
-/// Encodes and sends one partition's due emissions, in window, revision, key order.
+/// Encodes and sends one partition's sealed emissions in seal order, each edge with its
+/// coordinates (trigger offset, sequence).
 fn produce(
     encoder: &AvroCodec<FlowEdge>,
-    metrics: &mut AggregateMetrics,
+    uncounted: &mut Vec<FlowEdge>,
     output_topic: &str,
     tp: &TopicPartition,
     due: Vec<Emission>,
     out: &mut Outputs,
-) -> Result<(), ProcessorError> {
+) {
     let input_topic: std::sync::Arc<str> = std::sync::Arc::from(tp.topic.as_str());
     for emission in due {
         let window = (emission.window_start, emission.window_end);
+        let mut seq = emission.first_seq;
         for (key, value) in &emission.edges {
             let edge = to_flow_edge(key, value, window, emission.revision);
             let payload = encoder.encode(&edge);
             let origin = Origin {
                 topic: std::sync::Arc::clone(&input_topic),
                 partition: tp.partition,
-                offset: emission.max_offset,
+                offset: emission.trigger_offset,
+                seq,
             };
+            seq = seq.saturating_add(1);
             out.send_with_origin(output_topic, Some(kafka_key(&edge)), payload, Some(origin));
-            metrics.edge_emitted(&edge);
+            uncounted.push(edge);
         }
         tracing::debug!(
             topic = %tp.topic,
             partition = tp.partition,
             window_start = %emission.window_start,
             revision = emission.revision,
+            trigger_offset = emission.trigger_offset,
             edges = emission.edges.len(),
             "window emitted"
         );
     }
-    Ok(())
 }
 
 impl Processor for AggregateProcessor {
@@ -226,9 +245,13 @@ impl Processor for AggregateProcessor {
             .decode(payload)
             .map_err(|e| Rejection::new(MALFORMED_AVRO, e.to_string()))?;
         let now = (self.clock)();
-        let fold = self
-            .partition_mut(input.topic, input.partition)
-            .fold(flow, input.offset, now);
+        let record_micros = input.timestamp_millis.map(|ms| ms.saturating_mul(1000));
+        let fold = self.partition_mut(input.topic, input.partition).fold(
+            flow,
+            input.offset,
+            record_micros,
+            now,
+        );
         match fold {
             Ok(Fold::OnTime) => Ok(()),
             Ok(Fold::Late) => {
@@ -256,20 +279,48 @@ impl Processor for AggregateProcessor {
         std::future::ready(Ok(()))
     }
 
-    fn held_from(&self, partition: &TopicPartition) -> Option<i64> {
-        self.partitions
-            .iter()
-            .find(|(tp, _)| tp == partition)
-            .and_then(|(_, windows)| windows.held_from())
-    }
-
     fn on_revoked(&mut self, partitions: &[TopicPartition]) {
         self.partitions.retain(|(tp, _)| !partitions.contains(tp));
         tracing::info!(
             count = partitions.len(),
-            "dropped the window state of revoked partitions"
+            "dropped the window state of revoked partitions (their next owner restores it from the checkpoint)"
         );
         self.update_gauges((self.clock)());
+    }
+
+    fn checkpoint_state(&self, partition: &TopicPartition) -> Option<String> {
+        let (_, windows) = self.partitions.iter().find(|(tp, _)| tp == partition)?;
+        // Serializing plain data into a String cannot fail.
+        serde_json::to_string(&windows.snapshot()).ok()
+    }
+
+    fn restore(
+        &mut self,
+        partition: &TopicPartition,
+        state: Option<&str>,
+    ) -> Result<(), ProcessorError> {
+        let windows = match state {
+            None => PartitionWindows::new(self.params),
+            Some(json) => {
+                let snapshot = serde_json::from_str(json).map_err(|e| {
+                    ProcessorError::Fatal(format!(
+                        "the checkpoint of {}/{} is not aggregate window state this version reads: {e}; \
+                         delete its records from the checkpoint topic to start the partition from its committed offset",
+                        partition.topic, partition.partition
+                    ))
+                })?;
+                PartitionWindows::restore(self.params, snapshot, (self.clock)())
+            }
+        };
+        self.insert_partition(partition.clone(), windows);
+        self.update_gauges((self.clock)());
+        Ok(())
+    }
+
+    fn on_committed(&mut self) {
+        for edge in self.uncounted.drain(..) {
+            self.metrics.edge_emitted(&edge);
+        }
     }
 }
 
@@ -380,7 +431,6 @@ mod tests {
         let mut out = Outputs::default();
         ready(processor.flush_due(clock(), &mut out)).transpose()?;
         assert!(out.is_empty(), "window still open");
-        assert_eq!(processor.held_from(&tp(3)), Some(100));
 
         // The watermark passes the window's end: it closes while folding offset 103.
         feed(
@@ -402,7 +452,8 @@ mod tests {
             Some(Origin {
                 topic: TOPIC.into(),
                 partition: 3,
-                offset: 102
+                offset: 103,
+                seq: 0
             })
         );
         let edges = decode(&records)?;
@@ -419,7 +470,6 @@ mod tests {
         );
         assert_eq!(edge.distinct_src_pods, 2);
         assert_eq!(edge.dst_workload.as_deref(), Some("stripe"));
-        assert_eq!(processor.held_from(&tp(3)), Some(103));
         Ok(())
     }
 
@@ -431,11 +481,21 @@ mod tests {
             processor.process(&Input::from_payload(TOPIC, 0, 0, b"{\"json\":1}"), &mut out);
         assert_eq!(rejection.map_err(|r| r.class), Err(MALFORMED_AVRO));
 
-        let future = system_time_micros(clock()) + 10 * MINUTE + 1;
+        // Judged against the record's Kafka timestamp, not the processing clock.
+        let written = system_time_micros(clock());
+        let future = written + 10 * MINUTE + 1;
         let payload = AvroCodec::<EnrichedFlow>::new()?.encode(&flow(future, "a", Action::Allow));
-        let rejection = processor.process(&Input::from_payload(TOPIC, 0, 1, &payload), &mut out);
+        let record = Input {
+            timestamp_millis: Some(written / 1000),
+            ..Input::from_payload(TOPIC, 0, 1, &payload)
+        };
+        let rejection = processor.process(&record, &mut out);
         assert_eq!(rejection.map_err(|r| r.class), Err(FUTURE_EVENT));
-        assert_eq!(processor.held_from(&tp(0)), None);
+        let later = Input {
+            timestamp_millis: Some(written / 1000 + 60_000),
+            ..Input::from_payload(TOPIC, 0, 2, &payload)
+        };
+        assert!(processor.process(&later, &mut out).is_ok());
         Ok(())
     }
 
@@ -454,10 +514,6 @@ mod tests {
             .map(|e| (e.window_start.as_micros(), e.revision))
             .collect();
         assert_eq!(windows, vec![(T0, 0), (T0 + MINUTE, 0)]);
-        assert_eq!(
-            (processor.held_from(&tp(0)), processor.held_from(&tp(1))),
-            (None, None)
-        );
         Ok(())
     }
 
@@ -468,7 +524,15 @@ mod tests {
         let mut out = Outputs::default();
         processor.emit_due(clock() + Duration::from_secs(29), &mut out)?;
         assert!(out.is_empty());
+        // Decided at this flush (and checkpointed by the runtime), taken at the next.
         processor.emit_due(clock() + Duration::from_secs(30), &mut out)?;
+        assert!(out.is_empty());
+        assert!(
+            processor
+                .checkpoint_state(&tp(0))
+                .is_some_and(|state| state.contains("\"idle_pending\":true"))
+        );
+        processor.emit_due(clock() + Duration::from_secs(31), &mut out)?;
         assert_eq!(decode(out.records())?.len(), 1);
         Ok(())
     }
@@ -478,9 +542,10 @@ mod tests {
         let mut processor = processor()?;
         feed(&mut processor, 0, 5, &flow(T0, "a", Action::Allow))?;
         feed(&mut processor, 1, 9, &flow(T0, "b", Action::Allow))?;
+        let partition_0 = processor.checkpoint_state(&tp(0));
         processor.on_revoked(&[tp(0)]);
-        assert_eq!(processor.held_from(&tp(0)), None);
-        assert_eq!(processor.held_from(&tp(1)), Some(9));
+        assert_eq!(processor.checkpoint_state(&tp(0)), None);
+        assert!(processor.checkpoint_state(&tp(1)).is_some());
         let mut out = Outputs::default();
         processor.drain_all(&mut out)?;
         let origins: Vec<_> = out
@@ -493,13 +558,76 @@ mod tests {
             vec![Origin {
                 topic: TOPIC.into(),
                 partition: 1,
-                offset: 9
+                offset: 9,
+                seq: 0
             }]
         );
 
-        // Re-assigned later, the partition starts from nothing (its replay rebuilds it).
-        feed(&mut processor, 0, 5, &flow(T0, "a", Action::Allow))?;
-        assert_eq!(processor.held_from(&tp(0)), Some(5));
+        // Re-assigned later, the partition resumes from its checkpoint.
+        processor.restore(&tp(0), partition_0.as_deref())?;
+        let mut out = Outputs::default();
+        processor.drain_all(&mut out)?;
+        let edges = decode(out.records())?;
+        assert_eq!(edges.iter().map(|e| e.flows).sum::<i64>(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn an_unreadable_checkpoint_stops_the_stage_naming_the_partition() -> TestResult {
+        let mut processor = processor()?;
+        let error = processor.restore(&tp(4), Some("{\"open\":17}"));
+        let Err(ProcessorError::Fatal(message)) = error else {
+            return Err(format!("expected a fatal error, got {error:?}").into());
+        };
+        assert!(message.contains("flows.enriched/4"), "{message}");
+        Ok(())
+    }
+
+    #[test]
+    fn counters_move_only_when_the_checkpoint_is_acknowledged() -> TestResult {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || -> TestResult {
+            let mut processor = processor()?;
+            let mut out = Outputs::default();
+            feed(&mut processor, 0, 0, &flow(T0, "a", Action::Deny))?;
+            feed(
+                &mut processor,
+                0,
+                1,
+                &flow(T0 + 2 * MINUTE, "a", Action::Deny),
+            )?;
+            processor.emit_due(clock(), &mut out)?;
+            assert_eq!(decode(out.records())?.len(), 1);
+            Ok(())
+        })?;
+        let snapshot = snapshotter.snapshot().into_vec();
+        assert!(
+            counter_values(&snapshot, DENIED_FLOWS).is_empty(),
+            "counted before the checkpoint"
+        );
+        metrics::with_local_recorder(&recorder, || -> TestResult {
+            let mut processor = processor()?;
+            let mut out = Outputs::default();
+            feed(&mut processor, 0, 0, &flow(T0, "a", Action::Deny))?;
+            feed(
+                &mut processor,
+                0,
+                1,
+                &flow(T0 + 2 * MINUTE, "a", Action::Deny),
+            )?;
+            processor.emit_due(clock(), &mut out)?;
+            processor.on_committed();
+            // Nothing left to count twice.
+            processor.on_committed();
+            Ok(())
+        })?;
+        let snapshot = snapshotter.snapshot().into_vec();
+        let counted: u64 = counter_values(&snapshot, DENIED_FLOWS)
+            .iter()
+            .map(|(_, c)| c)
+            .sum();
+        assert_eq!(counted, 1);
         Ok(())
     }
 
@@ -524,18 +652,42 @@ mod tests {
             &flow(T0 + 2 * SECOND, "c", Action::Allow),
         )?;
         processor.emit_due(clock(), &mut out)?;
+        // The correction waits for the next seal (here the end of the input), whatever
+        // the flushes in between.
+        feed(
+            &mut processor,
+            0,
+            4,
+            &flow(T0 + 3 * MINUTE, "a", Action::Allow),
+        )?;
+        feed(
+            &mut processor,
+            0,
+            5,
+            &flow(T0 + 3 * SECOND, "d", Action::Allow),
+        )?;
+        processor.drain_all(&mut out)?;
         let edges = decode(out.records())?;
         let rows: Vec<_> = edges
             .iter()
             .map(|e| (e.window_start.as_micros(), e.revision, e.flows))
             .collect();
-        assert_eq!(rows, vec![(T0, 0, 1), (T0, 1, 1), (T0, 2, 1)]);
-        let offsets: Vec<_> = out
+        assert_eq!(
+            rows,
+            vec![
+                (T0, 0, 1),
+                (T0, 1, 2),
+                (T0 + 2 * MINUTE, 0, 1),
+                (T0 + 3 * MINUTE, 0, 1),
+                (T0, 2, 1)
+            ]
+        );
+        let coordinates: Vec<_> = out
             .records()
             .iter()
-            .filter_map(|r| r.origin.as_ref().map(|o| o.offset))
+            .filter_map(|r| r.origin.as_ref().map(|o| (o.offset, o.seq)))
             .collect();
-        assert_eq!(offsets, vec![0, 2, 3]);
+        assert_eq!(coordinates, vec![(1, 0), (4, 0), (5, 0), (5, 1), (5, 2)]);
         Ok(())
     }
 

@@ -219,6 +219,10 @@ pub struct RuntimeSettings {
     /// Kubernetes' default grace period is 30 s; stay under it.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Topic holding every stage's partition checkpoints (resume offset, replay marks,
+    /// processor state); created with one partition when missing. Shared by all stages
+    /// and groups: records are keyed by group, topic and partition.
+    pub checkpoint_topic: String,
 }
 
 impl Default for RuntimeSettings {
@@ -228,6 +232,7 @@ impl Default for RuntimeSettings {
             tick_interval: Duration::from_secs(1),
             commit_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(25),
+            checkpoint_topic: crate::checkpoint::DEFAULT_CHECKPOINT_TOPIC.to_owned(),
         }
     }
 }
@@ -251,6 +256,12 @@ impl RuntimeSettings {
             return Err(ConfigError::invalid(
                 "runtime.commit_interval",
                 "must be at least 100ms",
+            ));
+        }
+        if self.checkpoint_topic.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "runtime.checkpoint_topic",
+                "must not be empty (default \"flowlake.checkpoints\")",
             ));
         }
         Ok(())

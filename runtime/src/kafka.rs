@@ -1,5 +1,11 @@
 //! Kafka clients configured for the offset protocol.
 //!
+//! Assignment: librdkafka's rebalance callback ([`StageContext`]) claims every assigned
+//! partition in the checkpoint topic ([`crate::checkpoint`]) and starts it at the
+//! checkpoint's resume offset, before any of its records is fetched; the stage loop picks
+//! the restored marks and state up ([`StageContext::take_restored`]) before it processes
+//! a record of that partition.
+//!
 //! Consumer: `enable.auto.offset.store=false`, so librdkafka commits only offsets the stage
 //! stored explicitly — after the output they produced was acknowledged — and
 //! `enable.auto.commit=true` to commit those periodically and on partition revoke.
@@ -8,19 +14,28 @@
 //! stops reading (its batch is not acknowledged), and nothing is lost or skipped.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol, StreamConsumer,
+};
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::FutureProducer;
-use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
 
+use crate::checkpoint::{CheckpointError, CheckpointStore, Claim, Resume};
 use crate::config::KafkaSettings;
 use crate::http::Readiness;
 use crate::processor::TopicPartition;
+
+/// How long an assignment keeps trying to claim a partition before the stage gives up
+/// (exit 1, so the group hands the partition to an instance that can).
+const CLAIM_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Headers stamped on every produced record: where it came from.
 pub const ORIGIN_TOPIC_HEADER: &str = "flowlake.origin.topic";
@@ -28,29 +43,110 @@ pub const ORIGIN_TOPIC_HEADER: &str = "flowlake.origin.topic";
 pub const ORIGIN_PARTITION_HEADER: &str = "flowlake.origin.partition";
 /// Origin offset header (decimal text).
 pub const ORIGIN_OFFSET_HEADER: &str = "flowlake.origin.offset";
+/// Origin sequence header (decimal text): the record's number among those produced from
+/// its origin offset. Absent on records written before it existed (read as 0).
+pub const ORIGIN_SEQ_HEADER: &str = "flowlake.origin.seq";
+
+/// A partition assigned and claimed: what the stage resumes it with.
+#[derive(Debug)]
+pub struct Restored {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// This instance's claim.
+    pub claim: Claim,
+    /// The checkpoint it resumes from.
+    pub resume: Resume,
+}
 
 /// Rebalance bookkeeping shared between librdkafka's callback thread and the stage loop.
 pub struct StageContext {
     stage: &'static str,
     revoked: Mutex<Vec<TopicPartition>>,
+    restored: Mutex<Vec<Restored>>,
+    failure: Mutex<Option<CheckpointError>>,
+    checkpoints: Arc<CheckpointStore>,
     readiness: Readiness,
 }
 
+fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
+    match m.lock() {
+        Ok(mut r) => std::mem::take(&mut *r),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    }
+}
+
+fn push<T>(m: &Mutex<Vec<T>>, items: impl IntoIterator<Item = T>) {
+    match m.lock() {
+        Ok(mut r) => r.extend(items),
+        Err(poisoned) => poisoned.into_inner().extend(items),
+    }
+}
+
 impl StageContext {
-    fn new(stage: &'static str, readiness: Readiness) -> Self {
+    fn new(stage: &'static str, readiness: Readiness, checkpoints: Arc<CheckpointStore>) -> Self {
         StageContext {
             stage,
             revoked: Mutex::new(Vec::new()),
+            restored: Mutex::new(Vec::new()),
+            failure: Mutex::new(None),
+            checkpoints,
             readiness,
         }
     }
 
     /// Partitions revoked since the last call.
     pub fn take_revoked(&self) -> Vec<TopicPartition> {
-        match self.revoked.lock() {
-            Ok(mut r) => std::mem::take(&mut *r),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        take(&self.revoked)
+    }
+
+    /// Partitions assigned and claimed since the last call.
+    pub fn take_restored(&self) -> Vec<Restored> {
+        take(&self.restored)
+    }
+
+    /// A claim that failed for good: the stage must stop.
+    pub fn take_failure(&self) -> Option<CheckpointError> {
+        match self.failure.lock() {
+            Ok(mut f) => f.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
         }
+    }
+
+    /// Claims `tp`, retrying with backoff while the broker does not answer.
+    fn claim(&self, tp: &TopicPartition) -> Result<(Claim, Resume), CheckpointError> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.checkpoints.claim(tp) {
+                Ok(claimed) => return Ok(claimed),
+                Err(e @ CheckpointError::Corrupt { .. }) => return Err(e),
+                Err(e) if started.elapsed() > CLAIM_DEADLINE => return Err(e),
+                Err(e) => {
+                    tracing::warn!(stage = self.stage, topic = tp.topic, partition = tp.partition, error = %e, "cannot claim partition yet; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Claims every partition of `list` and moves each to its checkpoint's resume offset.
+    fn claim_all(&self, list: &mut TopicPartitionList) -> Result<Vec<Restored>, CheckpointError> {
+        let mut restored = Vec::new();
+        for tp in partitions(list) {
+            let (claim, resume) = self.claim(&tp)?;
+            if let Some(offset) = resume.offset {
+                // Only fails for a partition missing from the list, which cannot happen here.
+                let _ = list.set_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset));
+            }
+            tracing::info!(stage = self.stage, topic = tp.topic, partition = tp.partition, resume = ?resume.offset, marks = resume.marks.len(), "partition claimed");
+            restored.push(Restored {
+                partition: tp,
+                claim,
+                resume,
+            });
+        }
+        Ok(restored)
     }
 }
 
@@ -101,27 +197,68 @@ impl ClientContext for StageContext {
 }
 
 impl ConsumerContext for StageContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let revoked = partitions(list);
-            tracing::info!(stage = self.stage, partitions = ?revoked, "partitions revoked");
-            match self.revoked.lock() {
-                Ok(mut r) => r.extend(revoked),
-                Err(poisoned) => poisoned.into_inner().extend(revoked),
+    /// Librdkafka's default rebalance, except that assigned partitions are claimed and
+    /// start at their checkpoint (see the module doc). A claim that keeps failing assigns
+    /// nothing and makes the stage stop, rather than read a partition without its marks.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        list: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                tracing::info!(stage = self.stage, partitions = ?partitions(list), "partitions assigned");
+                match self.claim_all(list) {
+                    Ok(restored) => {
+                        push(&self.restored, restored);
+                        let assigned = if cooperative {
+                            consumer.incremental_assign(list)
+                        } else {
+                            consumer.assign(list)
+                        };
+                        if let Err(e) = assigned {
+                            tracing::error!(stage = self.stage, error = %e, "cannot assign partitions");
+                        }
+                        self.readiness.set(true);
+                    }
+                    Err(e) => {
+                        tracing::error!(stage = self.stage, error = %e, "cannot claim assigned partitions; stopping");
+                        match self.failure.lock() {
+                            Ok(mut f) => *f = Some(e),
+                            Err(poisoned) => *poisoned.into_inner() = Some(e),
+                        }
+                    }
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let revoked = partitions(list);
+                tracing::info!(stage = self.stage, partitions = ?revoked, "partitions revoked");
+                push(&self.revoked, revoked);
+                let unassigned = if cooperative {
+                    consumer.incremental_unassign(list)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = unassigned {
+                    tracing::warn!(stage = self.stage, error = %e, "cannot unassign partitions");
+                }
+            }
+            other => {
+                let code: rdkafka::types::RDKafkaErrorCode = other.into();
+                tracing::warn!(stage = self.stage, error = %code, "rebalance error");
+                let _ = consumer.unassign();
             }
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(list) => {
-                tracing::info!(stage = self.stage, partitions = ?partitions(list), "partitions assigned");
-                self.readiness.set(true);
-            }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => {
-                tracing::warn!(stage = self.stage, error = %e, "rebalance error")
-            }
+        if let Rebalance::Error(e) = rebalance {
+            tracing::warn!(stage = self.stage, error = %e, "rebalance error")
         }
     }
 
@@ -140,11 +277,9 @@ pub fn consumer(
     settings: &KafkaSettings,
     commit_interval: std::time::Duration,
     readiness: Readiness,
+    checkpoints: Arc<CheckpointStore>,
 ) -> KafkaResult<StreamConsumer<StageContext>> {
-    let group = settings
-        .group_id
-        .clone()
-        .unwrap_or_else(|| format!("flowlake-{stage}"));
+    let group = group_id(stage, settings);
     let mut config = base_config(settings);
     config
         .set("group.id", &group)
@@ -161,7 +296,15 @@ pub fn consumer(
     set_default(&mut config, settings, "statistics.interval.ms", "15000");
     apply_properties(&mut config, &settings.properties);
     tracing::info!(stage, group, brokers = settings.brokers, properties = ?settings.redacted_properties(), "creating consumer");
-    config.create_with_context(StageContext::new(stage, readiness))
+    config.create_with_context(StageContext::new(stage, readiness, checkpoints))
+}
+
+/// The consumer group of `stage`.
+pub fn group_id(stage: &str, settings: &KafkaSettings) -> String {
+    settings
+        .group_id
+        .clone()
+        .unwrap_or_else(|| format!("flowlake-{stage}"))
 }
 
 /// Idempotent producer.
@@ -173,6 +316,13 @@ pub fn producer(settings: &KafkaSettings) -> KafkaResult<FutureProducer> {
     set_default(&mut config, settings, "compression.type", "lz4");
     apply_properties(&mut config, &settings.properties);
     config.create()
+}
+
+/// Admin client config (creates the checkpoint topic).
+pub fn admin_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = base_config(settings);
+    apply_properties(&mut config, &settings.properties);
+    config
 }
 
 fn base_config(settings: &KafkaSettings) -> ClientConfig {

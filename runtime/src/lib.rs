@@ -8,9 +8,14 @@
 //! profile; benchmarks measure the allocator the stages run with.
 
 pub mod app;
+pub mod checkpoint;
 pub mod config;
+mod delivery;
 pub mod http;
 pub mod kafka;
+pub mod marks;
+mod metrics;
+mod owned;
 pub mod processor;
 pub mod runner;
 pub mod shutdown;

@@ -6,10 +6,19 @@
 //! by a unit test without a broker.
 //!
 //! Offset protocol: after each batch the runtime waits until every output record is
-//! acknowledged, then stores, for every input partition, the lowest offset whose effect is
-//! not yet durable: `min(next offset to read, Processor::held_from(partition))`. A stage
-//! that holds records in memory (aggregate's open windows, sink's open files) reports the
-//! oldest one it holds through `held_from`, so a crash replays it instead of losing it.
+//! acknowledged, then checkpoints, for every input partition, the lowest offset whose
+//! effect is not yet durable — its *resume offset*, `min(next offset to read,
+//! Processor::held_from(partition))` — with the replay marks as of that offset and the
+//! processor's [`Processor::checkpoint_state`]. A stage that holds records in memory
+//! (sink's open files) reports the oldest one it holds through `held_from`, so a crash
+//! replays it instead of losing it; a stage whose state is small (aggregate's windows)
+//! puts the state itself in the checkpoint instead.
+//!
+//! Determinism: a stage restored from a checkpoint and fed the same input from its resume
+//! offset must produce the same records with the same [`Origin`] coordinates, so the next
+//! stage can drop the copies. Decisions taken from the wall clock are recorded in the
+//! processor's state first and take effect only after that state was checkpointed (the
+//! runtime checkpoints after every flush, before the next one).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +35,9 @@ pub struct Origin {
     pub partition: i32,
     /// Input offset.
     pub offset: i64,
+    /// Sequence number among the records produced from this input offset (0 for the
+    /// first). Together with the offset: the record's unique, monotone coordinates.
+    pub seq: u32,
 }
 
 /// A topic partition, as processors see it.
@@ -93,6 +105,7 @@ impl<'a> Input<'a> {
             topic: Arc::from(self.topic),
             partition: self.partition,
             offset: self.offset,
+            seq: 0,
         }
     }
 }
@@ -130,9 +143,13 @@ impl Outputs {
         }
     }
 
-    /// Produce `payload` to `topic`; stamped with the origin of the input being processed.
+    /// Produce `payload` to `topic`; stamped with the origin of the input being processed,
+    /// numbered in the order of the calls for that input.
     pub fn send(&mut self, topic: &str, key: Option<Vec<u8>>, payload: Vec<u8>) {
         let origin = self.current.clone();
+        if let Some(current) = &mut self.current {
+            current.seq = current.seq.saturating_add(1);
+        }
         let topic = self.topic(topic);
         self.records.push(OutputRecord {
             topic,
@@ -193,6 +210,7 @@ impl Outputs {
             topic,
             partition: input.partition,
             offset: input.offset,
+            seq: 0,
         });
     }
 
@@ -283,7 +301,30 @@ pub trait Processor: Send {
         None
     }
 
-    /// Partitions were taken away: drop their in-memory state (the next owner replays
-    /// from the committed offset).
+    /// Partitions were taken away: drop their in-memory state (the next owner resumes
+    /// from the checkpoint).
     fn on_revoked(&mut self, _partitions: &[TopicPartition]) {}
+
+    /// The state `partition` resumes with, as of its resume offset (see the module doc),
+    /// as JSON; None when the processor keeps nothing beyond what `held_from` replays.
+    /// Asked after every batch and tick; a changed answer is checkpointed.
+    fn checkpoint_state(&self, _partition: &TopicPartition) -> Option<String> {
+        None
+    }
+
+    /// A partition was assigned: `state` is what [`Processor::checkpoint_state`] returned
+    /// in its last checkpoint (None for a partition never checkpointed). Called before any
+    /// of its records is processed.
+    fn restore(
+        &mut self,
+        _partition: &TopicPartition,
+        _state: Option<&str>,
+    ) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+
+    /// Everything produced so far is acknowledged and covered by acknowledged checkpoints:
+    /// the point where effects that must happen once (business counters, writes decided
+    /// earlier) may happen.
+    fn on_committed(&mut self) {}
 }

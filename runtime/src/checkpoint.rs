@@ -1,0 +1,532 @@
+//! Checkpoints: per input partition, where to resume and what to resume with, kept in a
+//! Kafka topic so that exactly-once effect needs no transactions and no broker feature
+//! beyond produce and fetch.
+//!
+//! A checkpoint of input partition `p` of group `g` holds the resume offset, the replay
+//! marks as of that offset ([`crate::marks`]) and the processor's resume state. It is
+//! produced and acknowledged after every output it covers, and before the consumer offset
+//! is stored; the consumer offset is then only for lag. Records are keyed
+//! `g/topic/partition`, each in its own producer batch (some brokers cannot resume
+//! inside a batch), on the partition of the checkpoint topic the key hashes to.
+//!
+//! Ownership and fencing: an instance that is assigned `p` reads the latest valid
+//! checkpoint and appends a **claim** — a record of kind `claim` with a new owner id that
+//! repeats the checkpoint it restored. Valid records are the latest claim and the
+//! checkpoints after it written by the same owner; anything an earlier owner writes after
+//! a newer claim (an instance that lost the partition and does not know it yet) is ignored
+//! by every reader. An owner refreshes its claim every [`CLAIM_REFRESH`] after checking
+//! that no other claim came after its own, so the reader's backward scan stays short, and
+//! an owner that finds a newer claim stops writing for that partition.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::config::KafkaSettings;
+use crate::marks::{Coordinates, OriginPartition};
+use crate::processor::TopicPartition;
+
+/// Default checkpoint topic.
+pub const DEFAULT_CHECKPOINT_TOPIC: &str = "flowlake.checkpoints";
+
+/// How often an owner re-appends its claim (after checking it still owns the partition),
+/// so the latest claim is never far from the end of the topic for an owned partition.
+pub const CLAIM_REFRESH: Duration = Duration::from_secs(30);
+
+/// How long a checkpoint read or write may take before it is reported as failed.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a checkpoint could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The broker did not answer or refused (retryable).
+    #[error("checkpoint topic {topic}: {source}")]
+    Kafka {
+        /// Checkpoint topic.
+        topic: String,
+        /// Client error.
+        #[source]
+        source: KafkaError,
+    },
+    /// A record of the checkpoint topic is not a checkpoint this version understands.
+    #[error("checkpoint topic {topic} offset {offset}: {reason}")]
+    Corrupt {
+        /// Checkpoint topic.
+        topic: String,
+        /// Offset of the bad record.
+        offset: i64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading the checkpoint topic did not finish in time.
+    #[error("checkpoint topic {topic}: no answer within {timeout:?}")]
+    Timeout {
+        /// Checkpoint topic.
+        topic: String,
+        /// The limit.
+        timeout: Duration,
+    },
+}
+
+/// Kind of a checkpoint record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// A new owner took the partition (or an owner refreshed its claim).
+    Claim,
+    /// Progress of the current owner.
+    Checkpoint,
+}
+
+/// One mark: the highest coordinates applied from one origin partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkRecord {
+    /// Origin topic.
+    pub topic: String,
+    /// Origin partition.
+    pub partition: i32,
+    /// Origin offset.
+    pub offset: i64,
+    /// Sequence number within the origin offset.
+    pub seq: u32,
+}
+
+/// What a stage resumes a partition with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resume {
+    /// First input offset to read; None: from the group's committed offset (no
+    /// checkpoint was ever written for this partition).
+    pub offset: Option<i64>,
+    /// Marks as of `offset`.
+    pub marks: Vec<MarkRecord>,
+    /// The processor's state as of `offset` (its own JSON), if it keeps any.
+    pub state: Option<String>,
+}
+
+impl Resume {
+    /// Marks in the form the runtime keeps them.
+    pub fn origin_marks(&self) -> Vec<(OriginPartition, Coordinates)> {
+        self.marks
+            .iter()
+            .map(|m| {
+                (
+                    OriginPartition {
+                        topic: Arc::from(m.topic.as_str()),
+                        partition: m.partition,
+                    },
+                    Coordinates {
+                        offset: m.offset,
+                        seq: m.seq,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The record form of `marks`.
+    pub fn mark_records(marks: &[(OriginPartition, Coordinates)]) -> Vec<MarkRecord> {
+        marks
+            .iter()
+            .map(|(origin, c)| MarkRecord {
+                topic: origin.topic.to_string(),
+                partition: origin.partition,
+                offset: c.offset,
+                seq: c.seq,
+            })
+            .collect()
+    }
+}
+
+/// A record of the checkpoint topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointRecord {
+    /// Format version (1).
+    pub version: u32,
+    /// Claim or checkpoint.
+    pub kind: RecordKind,
+    /// The owner that wrote it: unique per claim.
+    pub owner: String,
+    /// Consumer group.
+    pub group: String,
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: i32,
+    /// Where and with what to resume.
+    pub resume: Resume,
+}
+
+/// Where an owner's claim of a partition sits, for fencing checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The owner id written in the claim.
+    pub owner: String,
+    /// Offset of the claim record in the checkpoint topic.
+    pub offset: i64,
+    /// Partition of the checkpoint topic holding this key.
+    pub checkpoint_partition: i32,
+    /// When the claim was last written or refreshed.
+    pub refreshed: Instant,
+}
+
+/// Reads and writes one group's checkpoints.
+pub struct CheckpointStore {
+    topic: String,
+    group: String,
+    producer: FutureProducer,
+    reader: BaseConsumer,
+    /// Partition count of the checkpoint topic (fetched once).
+    partitions: std::sync::OnceLock<i32>,
+    /// Distinguishes this process's claims from every other's.
+    instance: String,
+    claims: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for CheckpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointStore")
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CheckpointStore {
+    /// A store for `group` on `topic`, with clients built from `settings`.
+    pub fn new(settings: &KafkaSettings, group: &str, topic: &str) -> Result<Self, KafkaError> {
+        let mut producer = ClientConfig::new();
+        producer.set("bootstrap.servers", &settings.brokers);
+        for (k, v) in &settings.properties {
+            // Only connection settings (TLS, SASL) apply to the checkpoint clients.
+            if is_connection_property(k) {
+                producer.set(k, v);
+            }
+        }
+        let mut reader = producer.clone();
+        producer
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "0")
+            // One record per batch: a reader resuming inside a batch must not miss records
+            // on brokers that skip the rest of a batch (see README, "Brokers").
+            .set("linger.ms", "0")
+            .set("batch.num.messages", "1")
+            .set("message.max.bytes", "10000000");
+        reader
+            .set("group.id", format!("{group}.checkpoint-reader"))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "50")
+            .set("fetch.message.max.bytes", "10000000");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Ok(CheckpointStore {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            producer: producer.create()?,
+            reader: reader.create()?,
+            partitions: std::sync::OnceLock::new(),
+            instance: format!("{}-{nanos:x}", std::process::id()),
+            claims: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// The checkpoint topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn kafka(&self, source: KafkaError) -> CheckpointError {
+        CheckpointError::Kafka {
+            topic: self.topic.clone(),
+            source,
+        }
+    }
+
+    fn key(&self, tp: &TopicPartition) -> String {
+        format!("{}/{}/{}", self.group, tp.topic, tp.partition)
+    }
+
+    /// The partition of the checkpoint topic that holds `tp`'s records.
+    fn checkpoint_partition(&self, key: &str) -> Result<i32, CheckpointError> {
+        if let Some(&count) = self.partitions.get() {
+            return Ok(partition_for(key, count));
+        }
+        let metadata = self
+            .reader
+            .fetch_metadata(Some(&self.topic), IO_TIMEOUT)
+            .map_err(|e| self.kafka(e))?;
+        let count = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.topic)
+            .map_or(0, |t| t.partitions().len());
+        if count == 0 {
+            return Err(CheckpointError::Kafka {
+                topic: self.topic.clone(),
+                source: KafkaError::MetadataFetch(
+                    rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+                ),
+            });
+        }
+        let count = i32::try_from(count).unwrap_or(i32::MAX);
+        let _ = self.partitions.set(count);
+        Ok(partition_for(key, count))
+    }
+
+    /// Takes ownership of `tp`: reads its latest valid checkpoint and appends a claim that
+    /// repeats it. Blocking (called from the rebalance callback).
+    pub fn claim(&self, tp: &TopicPartition) -> Result<(Claim, Resume), CheckpointError> {
+        let key = self.key(tp);
+        let partition = self.checkpoint_partition(&key)?;
+        let resume = self.read_latest(&key, partition)?.unwrap_or_default();
+        let n = self
+            .claims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let owner = format!("{}-{n}", self.instance);
+        let record = CheckpointRecord {
+            version: 1,
+            kind: RecordKind::Claim,
+            owner: owner.clone(),
+            group: self.group.clone(),
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            resume: resume.clone(),
+        };
+        let offset = futures::executor::block_on(self.append(&key, partition, &record))?;
+        Ok((
+            Claim {
+                owner,
+                offset,
+                checkpoint_partition: partition,
+                refreshed: Instant::now(),
+            },
+            resume,
+        ))
+    }
+
+    /// Appends a checkpoint of `tp` for `claim`'s owner; resolves when acknowledged.
+    pub async fn write(
+        &self,
+        tp: &TopicPartition,
+        claim: &Claim,
+        kind: RecordKind,
+        resume: Resume,
+    ) -> Result<i64, CheckpointError> {
+        let record = CheckpointRecord {
+            version: 1,
+            kind,
+            owner: claim.owner.clone(),
+            group: self.group.clone(),
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            resume,
+        };
+        self.append(&self.key(tp), claim.checkpoint_partition, &record)
+            .await
+    }
+
+    async fn append(
+        &self,
+        key: &str,
+        partition: i32,
+        record: &CheckpointRecord,
+    ) -> Result<i64, CheckpointError> {
+        let payload = serde_json::to_vec(record).map_err(|e| CheckpointError::Corrupt {
+            topic: self.topic.clone(),
+            offset: -1,
+            reason: format!("cannot encode: {e}"),
+        })?;
+        let delivery = self
+            .producer
+            .send_result(
+                FutureRecord::to(&self.topic)
+                    .key(key)
+                    .partition(partition)
+                    .payload(&payload),
+            )
+            .map_err(|(e, _)| self.kafka(e))?;
+        match delivery.await {
+            Ok(Ok(delivered)) => Ok(delivered.offset),
+            Ok(Err((e, _))) => Err(self.kafka(e)),
+            Err(_) => Err(self.kafka(KafkaError::Canceled)),
+        }
+    }
+
+    /// True while no other owner has claimed `tp` after `claim` (blocking read of the
+    /// checkpoint topic from the claim on).
+    pub fn still_owner(&self, tp: &TopicPartition, claim: &Claim) -> Result<bool, CheckpointError> {
+        let key = self.key(tp);
+        let (_, high) = self
+            .reader
+            .fetch_watermarks(&self.topic, claim.checkpoint_partition, IO_TIMEOUT)
+            .map_err(|e| self.kafka(e))?;
+        let records = self.read_range(claim.checkpoint_partition, claim.offset + 1, high)?;
+        Ok(!records
+            .iter()
+            .any(|(_, k, r)| *k == key && r.kind == RecordKind::Claim && r.owner != claim.owner))
+    }
+
+    /// The latest valid checkpoint of `key`: scans back from the end of the partition in
+    /// growing windows until it finds the latest claim of `key`.
+    fn read_latest(&self, key: &str, partition: i32) -> Result<Option<Resume>, CheckpointError> {
+        let (low, high) = self
+            .reader
+            .fetch_watermarks(&self.topic, partition, IO_TIMEOUT)
+            .map_err(|e| self.kafka(e))?;
+        let mut end = high;
+        let mut window: i64 = 256;
+        // Records of `key` after the latest claim, newest last.
+        let mut after_claim: Vec<CheckpointRecord> = Vec::new();
+        while end > low {
+            let start = end.saturating_sub(window).max(low);
+            let records = self.read_range(partition, start, end)?;
+            let mut ours: Vec<CheckpointRecord> = records
+                .into_iter()
+                .filter(|(_, k, _)| k == key)
+                .map(|(_, _, r)| r)
+                .collect();
+            while let Some(record) = ours.pop() {
+                if record.kind == RecordKind::Claim {
+                    let owner = record.owner.clone();
+                    let latest = after_claim
+                        .into_iter()
+                        .rev()
+                        .find(|r| r.owner == owner)
+                        .unwrap_or(record);
+                    return Ok(Some(latest.resume));
+                }
+                after_claim.insert(0, record);
+            }
+            end = start;
+            window = window.saturating_mul(4);
+        }
+        // No claim at all (a topic written by hand, or truncated by retention): the newest
+        // record is the best there is.
+        Ok(after_claim.pop().map(|r| r.resume))
+    }
+
+    /// Records of checkpoint partition `partition` in `[start, end)`: (offset, key, record).
+    fn read_range(
+        &self,
+        partition: i32,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(i64, String, CheckpointRecord)>, CheckpointError> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&self.topic, partition, Offset::Offset(start))
+            .map_err(|e| self.kafka(e))?;
+        self.reader.assign(&list).map_err(|e| self.kafka(e))?;
+        let deadline = Instant::now() + IO_TIMEOUT;
+        let mut next = start;
+        while next < end {
+            if Instant::now() > deadline {
+                return Err(CheckpointError::Timeout {
+                    topic: self.topic.clone(),
+                    timeout: IO_TIMEOUT,
+                });
+            }
+            match self.reader.poll(Duration::from_millis(100)) {
+                None => continue,
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    // The partition ends before `end` (records expired meanwhile).
+                    break;
+                }
+                Some(Err(e)) => return Err(self.kafka(e)),
+                Some(Ok(message)) => {
+                    let offset = message.offset();
+                    next = offset + 1;
+                    if offset >= end {
+                        break;
+                    }
+                    let key = message
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .unwrap_or_default();
+                    let Some(payload) = message.payload() else {
+                        continue;
+                    };
+                    let record: CheckpointRecord =
+                        serde_json::from_slice(payload).map_err(|e| CheckpointError::Corrupt {
+                            topic: self.topic.clone(),
+                            offset,
+                            reason: e.to_string(),
+                        })?;
+                    out.push((offset, key, record));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Librdkafka properties that say how to reach and authenticate to the brokers.
+fn is_connection_property(key: &str) -> bool {
+    key.starts_with("security.")
+        || key.starts_with("ssl.")
+        || key.starts_with("sasl.")
+        || key.starts_with("client.")
+        || key.starts_with("socket.")
+        || key == "broker.address.family"
+}
+
+/// The checkpoint partition of `key` among `count` (stable across versions: xxh3).
+fn partition_for(key: &str, count: i32) -> i32 {
+    let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+    i32::try_from(hash % u64::try_from(count.max(1)).unwrap_or(1)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_refuse_unknown_fields() -> Result<(), serde_json::Error> {
+        let record = CheckpointRecord {
+            version: 1,
+            kind: RecordKind::Checkpoint,
+            owner: "1-a-0".into(),
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 3,
+            resume: Resume {
+                offset: Some(42),
+                marks: vec![MarkRecord {
+                    topic: "up".into(),
+                    partition: 1,
+                    offset: 7,
+                    seq: 2,
+                }],
+                state: Some("{}".into()),
+            },
+        };
+        let json = serde_json::to_string(&record)?;
+        assert_eq!(serde_json::from_str::<CheckpointRecord>(&json)?, record);
+        let bad = json.replace("\"version\"", "\"versoin\"");
+        assert!(serde_json::from_str::<CheckpointRecord>(&bad).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn partitions_are_stable() {
+        assert_eq!(partition_for("g/t/0", 1), 0);
+        let p = partition_for("flowlake-aggregate/flows.enriched/3", 8);
+        assert!((0..8).contains(&p));
+        assert_eq!(p, partition_for("flowlake-aggregate/flows.enriched/3", 8));
+    }
+}
