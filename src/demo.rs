@@ -119,6 +119,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .create_topic(topic, PARTITIONS, 1)
             .with_context(|| format!("creating topic {topic}"))?;
     }
+    // The stages' checkpoints (one partition, as a stage would create it).
+    broker
+        .create_topic(flowlake_runtime::checkpoint::DEFAULT_CHECKPOINT_TOPIC, 1, 1)
+        .context("creating the checkpoint topic")?;
     let kafka = KafkaSettings {
         brokers: broker.bootstrap_servers(),
         ..KafkaSettings::default()

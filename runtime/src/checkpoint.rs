@@ -184,7 +184,7 @@ pub struct CheckpointStore {
     topic: String,
     group: String,
     producer: FutureProducer,
-    reader: BaseConsumer,
+    reader: BaseConsumer<ReaderContext>,
     /// Partition count of the checkpoint topic (fetched once).
     partitions: std::sync::OnceLock<i32>,
     /// Distinguishes this process's claims from every other's.
@@ -235,7 +235,7 @@ impl CheckpointStore {
             topic: topic.to_owned(),
             group: group.to_owned(),
             producer: producer.create()?,
-            reader: reader.create()?,
+            reader: reader.create_with_context(ReaderContext)?,
             partitions: std::sync::OnceLock::new(),
             instance: format!("{}-{nanos:x}", std::process::id()),
             claims: std::sync::atomic::AtomicU64::new(0),
@@ -474,6 +474,20 @@ impl CheckpointStore {
         Ok(out)
     }
 }
+
+/// The checkpoint reader's client context: the end of a partition is how every scan
+/// ends, not an error worth a log line.
+struct ReaderContext;
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(error = %error, reason, "checkpoint reader");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
 
 /// Librdkafka properties that say how to reach and authenticate to the brokers.
 fn is_connection_property(key: &str) -> bool {

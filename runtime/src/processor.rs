@@ -286,8 +286,9 @@ pub trait Processor: Send {
         async { Ok(()) }
     }
 
-    /// Called once on graceful shutdown, before the final commit: emit whatever can be
-    /// emitted without breaking the stage's guarantees (sink: write open files).
+    /// Called on graceful shutdown, before the final commit — twice, with the outputs
+    /// acknowledged and a checkpoint written after each call: emit whatever can be emitted
+    /// without breaking the stage's guarantees (sink: seal open files, then write them).
     fn on_shutdown(
         &mut self,
         _out: &mut Outputs,

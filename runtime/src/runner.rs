@@ -243,12 +243,16 @@ pub async fn run_stage<P: Processor>(
     tracing::info!(stage, "draining");
     let mut out = Outputs::default();
     let drained = tokio::time::timeout(settings.drain_timeout, async {
-        processor.on_shutdown(&mut out).await?;
-        let records: Vec<Produce> = out.take().into_iter().map(Produce::from).collect();
-        delivery::deliver(&producer, records, &mut metrics).await?;
-        let due = owned.due_checkpoints(&processor, false);
-        write_checkpoints(&checkpoints, &mut owned, due, &mut metrics).await?;
-        processor.on_committed();
+        // Twice: what the first call decides (a sink's last rolls) is checkpointed before
+        // the second call acts on it.
+        for _ in 0..2 {
+            processor.on_shutdown(&mut out).await?;
+            let records: Vec<Produce> = out.take().into_iter().map(Produce::from).collect();
+            delivery::deliver(&producer, records, &mut metrics).await?;
+            let due = owned.due_checkpoints(&processor, false);
+            write_checkpoints(&checkpoints, &mut owned, due, &mut metrics).await?;
+            processor.on_committed();
+        }
         Ok::<(), RuntimeError>(())
     })
     .await;
@@ -292,6 +296,17 @@ async fn ensure_checkpoint_topic(
         .map_err(RuntimeError::Client)?;
     let mut backoff = Duration::from_millis(200);
     loop {
+        let exists = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .is_ok_and(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.name() == topic && !t.partitions().is_empty() && t.error().is_none())
+            });
+        if exists {
+            return Ok(());
+        }
         let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         match admin.create_topics([&new], &options).await {

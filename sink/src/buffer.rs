@@ -21,13 +21,15 @@
 //! commit at the first offset of a long-open buffer while later records of another hive
 //! partition were already written, and every crash would replay those into a second object.
 //!
-//! What this does not cover: a replay re-rolls at the same places only for the size rule;
-//! the age and memory rules depend on the clock. If a partition rolled twice between two
-//! consumer commits and the stage then crashed, the replay of the first roll may reach
-//! into records the second roll already wrote. The runtime stores offsets after every
-//! flush and commits every few seconds while rolls are a minute apart, so this takes a
-//! crash in that window with full-size rolls seconds apart; closing it needs the written
-//! objects in the runtime's checkpoint (see DESIGN.md, "Delivery guarantees").
+//! Recorded rolls: the age and memory rules depend on the clock, so a replay would not
+//! roll at the same places. Every roll is therefore a *recorded* decision: a sealed group
+//! says which input offsets it spans ([`Buffers::recorded`]), the sink puts that in the
+//! partition's checkpoint, and a group's objects are written only once the checkpoint
+//! holding its roll is acknowledged ([`Buffers::mark_durable`]). A new owner restores the
+//! recorded rolls ([`Buffers::restore_rolls`]) and seals exactly there while it replays —
+//! no clock or memory rule applies to a partition with a roll still to replay — so it
+//! writes the same rows under the same names, and never an object that another roll
+//! already covered.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,6 +67,9 @@ pub struct Buffers<R> {
     groups: BTreeMap<i32, Group<R>>,
     /// Sealed buffers waiting to be written, in the order they were sealed.
     sealed: Vec<Sealed<R>>,
+    /// Rolls restored from a checkpoint that the replay has not reached yet, per input
+    /// partition: (first offset, last offset) of each group, oldest first.
+    forced: BTreeMap<i32, Vec<(i64, i64)>>,
     /// Rows in open buffers.
     open_rows: usize,
     /// Estimated bytes of open buffers.
@@ -77,6 +82,8 @@ pub struct Buffers<R> {
 struct Group<R> {
     /// Offset of the group's first record: the lowest offset it holds.
     first_offset: i64,
+    /// Offset of the group's last record.
+    last_offset: i64,
     /// When the group's first record arrived.
     opened_at: SystemTime,
     /// One buffer per hive partition; few (clusters × hours), so a scan beats a map.
@@ -109,6 +116,11 @@ pub struct Sealed<R> {
     pub last_offset: i64,
     /// The records.
     pub rows: Arc<Rows<R>>,
+    /// (first, last) input offset of the whole group this buffer was sealed with: the
+    /// recorded roll.
+    pub group: (i64, i64),
+    /// The roll is in an acknowledged checkpoint: the object may be written.
+    pub durable: bool,
 }
 
 impl<R> Buffers<R> {
@@ -118,6 +130,7 @@ impl<R> Buffers<R> {
             topic: topic.into(),
             policy,
             groups: BTreeMap::new(),
+            forced: BTreeMap::new(),
             sealed: Vec::new(),
             open_rows: 0,
             open_memory: 0,
@@ -136,6 +149,7 @@ impl<R> Buffers<R> {
         let due: Vec<i32> = self
             .groups
             .iter()
+            .filter(|(p, _)| !self.forced.contains_key(p))
             .filter(|(_, g)| {
                 now.duration_since(g.opened_at)
                     .is_ok_and(|age| age >= self.policy.roll_interval)
@@ -145,15 +159,61 @@ impl<R> Buffers<R> {
         due.into_iter().map(|p| self.seal_group(p)).sum()
     }
 
-    /// Seals every open buffer (shutdown); returns how many were sealed.
+    /// Seals every open buffer (shutdown); returns how many were sealed. A partition
+    /// still replaying recorded rolls is left to them.
     pub fn seal_all(&mut self) -> usize {
-        let all: Vec<i32> = self.groups.keys().copied().collect();
+        let all: Vec<i32> = self
+            .groups
+            .keys()
+            .copied()
+            .filter(|p| !self.forced.contains_key(p))
+            .collect();
         all.into_iter().map(|p| self.seal_group(p)).sum()
     }
 
     /// Sealed buffers waiting to be written.
     pub fn sealed(&self) -> &[Sealed<R>] {
         &self.sealed
+    }
+
+    /// Sealed buffers whose roll is recorded in an acknowledged checkpoint: ready to write.
+    pub fn writable(&self) -> impl Iterator<Item = &Sealed<R>> {
+        self.sealed.iter().filter(|s| s.durable)
+    }
+
+    /// The rolls of `partition` to keep in its checkpoint: sealed groups not yet written
+    /// and restored rolls not yet replayed, oldest first.
+    pub fn recorded(&self, partition: i32) -> Vec<(i64, i64)> {
+        let mut rolls: Vec<(i64, i64)> = self
+            .sealed
+            .iter()
+            .filter(|s| s.partition == partition)
+            .map(|s| s.group)
+            .collect();
+        if let Some(forced) = self.forced.get(&partition) {
+            rolls.extend(forced.iter().copied());
+        }
+        rolls.sort_unstable();
+        rolls.dedup();
+        rolls
+    }
+
+    /// Every roll sealed so far is in an acknowledged checkpoint.
+    pub fn mark_durable(&mut self) {
+        for sealed in &mut self.sealed {
+            sealed.durable = true;
+        }
+    }
+
+    /// Rolls recorded by an earlier owner of `partition`, to seal at exactly while the
+    /// partition is replayed.
+    pub fn restore_rolls(&mut self, partition: i32, mut rolls: Vec<(i64, i64)>) {
+        rolls.sort_unstable();
+        if rolls.is_empty() {
+            self.forced.remove(&partition);
+        } else {
+            self.forced.insert(partition, rolls);
+        }
     }
 
     /// The object of sealed buffer `id` is written: forget it.
@@ -199,6 +259,7 @@ impl<R> Buffers<R> {
             }
         }
         self.sealed.retain(|s| !revoked(s.partition));
+        self.forced.retain(|&p, _| !revoked(p));
     }
 
     /// Buffers held, open and sealed.
@@ -223,6 +284,18 @@ impl<R> Buffers<R> {
         self.open_rows -= group.rows;
         self.open_memory -= group.memory;
         let sealed = group.files.len();
+        let span = (group.first_offset, group.last_offset);
+        // A roll the checkpoint already holds (being replayed) may be written at once.
+        let durable = match self.forced.get_mut(&partition) {
+            Some(forced) if forced.first() == Some(&span) => {
+                forced.remove(0);
+                if forced.is_empty() {
+                    self.forced.remove(&partition);
+                }
+                true
+            }
+            _ => false,
+        };
         for file in group.files {
             self.sealed.push(Sealed {
                 id: self.next_id,
@@ -231,6 +304,8 @@ impl<R> Buffers<R> {
                 first_offset: file.first_offset,
                 last_offset: file.last_offset,
                 rows: Arc::new(file.rows),
+                group: span,
+                durable,
             });
             self.next_id += 1;
         }
@@ -254,6 +329,7 @@ impl<R: SinkRecord> Buffers<R> {
         layout::hour_of(time)?;
         let group = self.groups.entry(partition).or_insert_with(|| Group {
             first_offset: offset,
+            last_offset: offset,
             opened_at: now,
             files: Vec::new(),
             rows: 0,
@@ -282,14 +358,25 @@ impl<R: SinkRecord> Buffers<R> {
         let after = file.rows.memory();
         let full = file.rows.len() >= self.policy.max_rows_per_file;
         group.rows += 1;
+        group.last_offset = offset;
         self.open_rows += 1;
         // Memory shrinks when a chunk of records becomes columns.
         group.memory = group.memory - before + after;
         self.open_memory = self.open_memory - before + after;
-        if full {
-            self.seal_group(partition);
-        } else if self.open_memory > self.policy.max_buffered_bytes {
-            self.seal_largest();
+        match self.forced.get(&partition).and_then(|f| f.first()) {
+            // Replaying a recorded roll: seal where it was sealed, and nowhere else.
+            Some(&(_, last)) if offset >= last => {
+                if offset != last {
+                    tracing::warn!(topic = %self.topic, partition, offset, recorded_last = last, "replay passed a recorded roll without reaching its last offset; sealing here");
+                }
+                self.seal_group(partition);
+            }
+            Some(_) => {}
+            None if full => {
+                self.seal_group(partition);
+            }
+            None if self.open_memory > self.policy.max_buffered_bytes => self.seal_largest(),
+            None => {}
         }
         Ok(())
     }
@@ -321,6 +408,7 @@ impl<R: SinkRecord> Buffers<R> {
         let largest = self
             .groups
             .iter()
+            .filter(|(p, _)| !self.forced.contains_key(p))
             .max_by_key(|(_, g)| g.memory)
             .map(|(&p, _)| p);
         if let Some(partition) = largest {

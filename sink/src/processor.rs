@@ -1,13 +1,16 @@
 //! The sink stage's logic: Avro records in, Parquet objects out.
 //!
 //! `process` decodes each record and adds it to its buffer (see [`crate::buffer`]); it
-//! never does I/O. `flush_due` seals what is due and writes every sealed buffer — encoding
-//! on the blocking pool, up to [`MAX_CONCURRENT_WRITES`] objects at once — and returns only
-//! when all of them are durably stored. While it waits (a slow or unreachable store) the
-//! runtime reads nothing more: backpressure. A buffer is forgotten only after its object is
-//! written, and until then `held_from` keeps the runtime from committing its offsets, so a
-//! crash at any point replays it; its object name is deterministic, so the replay
-//! overwrites whatever part of it was written. If the flush is abandoned half-way (the
+//! never does I/O. `flush_due` seals what is due — a roll that goes into the partition's
+//! next checkpoint ([`Processor::checkpoint_state`]) — and writes every sealed buffer
+//! whose roll is already in an acknowledged checkpoint ([`Processor::on_committed`]),
+//! encoding on the blocking pool, up to [`MAX_CONCURRENT_WRITES`] objects at once; it
+//! returns only when all of them are durably stored. While it waits (a slow or unreachable
+//! store) the runtime reads nothing more: backpressure. A buffer is forgotten only after
+//! its object is written, and until then `held_from` keeps the resume offset at its first
+//! record, so a crash at any point replays it — sealed at the recorded roll, into the same
+//! rows under the same name. Replays of upstream records never reach a buffer: the
+//! runtime drops them by their coordinates. If the flush is abandoned half-way (the
 //! shutdown deadline), the sealed buffers stay held and nothing is committed past them.
 
 use std::sync::Arc;
@@ -205,7 +208,7 @@ fn jobs<'a, R: SinkRecord>(
     buffers: &'a Buffers<R>,
     shared: &'a Shared,
 ) -> impl Iterator<Item = WriteJob> + 'a {
-    buffers.sealed().iter().map(move |sealed| WriteJob {
+    buffers.writable().map(move |sealed| WriteJob {
         dataset: R::DATASET,
         id: sealed.id,
         path: buffers.object_path(shared.lake.root(), sealed),
@@ -290,10 +293,13 @@ impl Processor for SinkProcessor {
         self.write_sealed().await
     }
 
+    /// Called twice by the runtime's drain: the first call seals (rolls recorded in the
+    /// drain's checkpoint), the second writes them.
     async fn on_shutdown(&mut self, _out: &mut Outputs) -> Result<(), ProcessorError> {
+        self.write_sealed().await?;
         self.flows.seal_all();
         self.edges.seal_all();
-        self.write_sealed().await
+        Ok(())
     }
 
     fn held_from(&self, partition: &TopicPartition) -> Option<i64> {
@@ -312,6 +318,56 @@ impl Processor for SinkProcessor {
             .open_buffers
             .set(self.buffer_count() as f64);
     }
+
+    fn checkpoint_state(&self, partition: &TopicPartition) -> Option<String> {
+        let rolls = if partition.topic == self.flows.topic() {
+            self.flows.recorded(partition.partition)
+        } else {
+            self.edges.recorded(partition.partition)
+        };
+        if rolls.is_empty() {
+            return None;
+        }
+        serde_json::to_string(&SinkState { rolls }).ok()
+    }
+
+    fn restore(
+        &mut self,
+        partition: &TopicPartition,
+        state: Option<&str>,
+    ) -> Result<(), ProcessorError> {
+        let rolls = match state {
+            None => Vec::new(),
+            Some(json) => {
+                let state: SinkState = serde_json::from_str(json).map_err(|e| {
+                    ProcessorError::Fatal(format!(
+                        "the checkpoint of {}/{} is not sink state this version reads: {e}",
+                        partition.topic, partition.partition
+                    ))
+                })?;
+                state.rolls
+            }
+        };
+        if partition.topic == self.flows.topic() {
+            self.flows.restore_rolls(partition.partition, rolls);
+        } else {
+            self.edges.restore_rolls(partition.partition, rolls);
+        }
+        Ok(())
+    }
+
+    fn on_committed(&mut self) {
+        self.flows.mark_durable();
+        self.edges.mark_durable();
+    }
+}
+
+/// A sink partition's checkpoint state: the rolls recorded and not yet written.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinkState {
+    /// (first offset, last offset) of each recorded roll, oldest first.
+    rolls: Vec<(i64, i64)>,
 }
 
 #[cfg(test)]
@@ -406,6 +462,22 @@ mod tests {
         .map(|r| r.class)
     }
 
+    /// A flush as the runtime runs it: seal, the checkpoint acknowledged, write.
+    async fn flush(sink: &mut SinkProcessor, now: SystemTime) -> Result<(), ProcessorError> {
+        sink.flush_due(now, &mut Outputs::default()).await?;
+        sink.on_committed();
+        sink.flush_due(now, &mut Outputs::default()).await
+    }
+
+    /// The runtime's drain: two shutdown calls, each followed by a checkpoint.
+    async fn shutdown(sink: &mut SinkProcessor) -> Result<(), ProcessorError> {
+        for _ in 0..2 {
+            sink.on_shutdown(&mut Outputs::default()).await?;
+            sink.on_committed();
+        }
+        Ok(())
+    }
+
     fn tp(topic: &str, partition: i32) -> TopicPartition {
         TopicPartition {
             topic: topic.to_owned(),
@@ -460,14 +532,13 @@ mod tests {
         process(&mut sink, FLOWS, 2, 12, &flow("c", "prod/eu", HOUR_22 + 7)?)?;
         process(&mut sink, EDGES, 0, 3, &edge("prod/eu", HOUR_22)?)?;
 
-        sink.flush_due(SystemTime::now(), &mut Outputs::default())
-            .await?;
+        flush(&mut sink, SystemTime::now()).await?;
         assert!(objects(store.as_ref()).await?.is_empty());
         assert_eq!(sink.held_from(&tp(FLOWS, 2)), Some(10));
         assert_eq!(sink.held_from(&tp(EDGES, 0)), Some(3));
         assert_eq!(sink.held_from(&tp(FLOWS, 0)), None);
 
-        sink.flush_due(later(61), &mut Outputs::default()).await?;
+        flush(&mut sink, later(61)).await?;
         let written = objects(store.as_ref()).await?;
         let names: Vec<&str> = written.keys().map(String::as_str).collect();
         assert_eq!(
@@ -550,7 +621,7 @@ mod tests {
                     &flow(&format!("e{offset}"), "c", HOUR_22)?,
                 )?;
             }
-            sink.on_shutdown(&mut Outputs::default()).await?;
+            shutdown(&mut sink).await?;
             runs.push(objects(store.as_ref()).await?);
         }
         assert_eq!(runs[0].len(), 3);
@@ -570,8 +641,9 @@ mod tests {
         Ok(())
     }
 
-    /// A crash after some objects of a partition were written but before the offset moved:
-    /// the replay from `held_from` rewrites the same objects, and no flow is in two objects.
+    /// A crash after some objects of a partition were written but before the checkpoint
+    /// moved past them: the next owner restores the recorded roll, seals exactly there,
+    /// rewrites the same objects, and no flow is in two objects.
     #[tokio::test]
     async fn replay_after_a_crash_overwrites_instead_of_duplicating() -> TestResult {
         let store = Arc::new(InMemory::new());
@@ -587,18 +659,27 @@ mod tests {
         for (offset, payload) in &input[..5] {
             process(&mut first, FLOWS, 0, *offset, payload)?;
         }
-        first
-            .flush_due(SystemTime::now(), &mut Outputs::default())
-            .await?;
-        // b's buffer filled at offset 4: the whole partition rolled, so the commit point is 5.
+        // b's buffer filled at offset 4: the whole group [0, 4] rolled. The checkpoint
+        // records the roll and still resumes at 0 until the objects are written.
+        let state = first.checkpoint_state(&tp(FLOWS, 0));
+        assert_eq!(state.as_deref(), Some("{\"rolls\":[[0,4]]}"));
+        assert_eq!(first.held_from(&tp(FLOWS, 0)), Some(0));
+        flush(&mut first, SystemTime::now()).await?;
         assert_eq!(first.held_from(&tp(FLOWS, 0)), None);
-        // Suppose the commit of 5 never happened (kill -9): the replay starts from 0.
+        let written = objects(store.as_ref()).await?;
+        // kill -9 before the checkpoint of resume offset 5: the next owner resumes at 0.
         drop(first);
         let (mut replay, _) = sink(Arc::clone(&store) as _, 3)?;
+        replay.restore(&tp(FLOWS, 0), state.as_deref())?;
         for (offset, payload) in &input {
             process(&mut replay, FLOWS, 0, *offset, payload)?;
         }
-        replay.on_shutdown(&mut Outputs::default()).await?;
+        // The recorded roll is written at once, byte for byte what was written before.
+        replay
+            .flush_due(SystemTime::now(), &mut Outputs::default())
+            .await?;
+        assert_eq!(objects(store.as_ref()).await?, written);
+        shutdown(&mut replay).await?;
 
         let mut seen = Vec::new();
         for bytes in objects(store.as_ref()).await?.values() {
@@ -606,6 +687,52 @@ mod tests {
         }
         seen.sort();
         assert_eq!(seen, vec!["e0", "e1", "e2", "e3", "e4", "e5"]);
+        Ok(())
+    }
+
+    /// A roll taken by the clock (age) is recorded: a replay that runs at another pace
+    /// seals at the same offset, not where its own clock would.
+    #[tokio::test]
+    async fn a_replay_rolls_where_the_recorded_roll_did() -> TestResult {
+        let store = Arc::new(InMemory::new());
+        let (mut first, _) = sink(Arc::clone(&store) as _, 1000)?;
+        for offset in 0..3 {
+            process(
+                &mut first,
+                FLOWS,
+                0,
+                offset,
+                &flow(&format!("e{offset}"), "c", HOUR_22)?,
+            )?;
+        }
+        first.flush_due(later(61), &mut Outputs::default()).await?;
+        let state = first.checkpoint_state(&tp(FLOWS, 0));
+        assert_eq!(state.as_deref(), Some("{\"rolls\":[[0,2]]}"));
+        // Nothing is written before the roll is in an acknowledged checkpoint.
+        assert!(objects(store.as_ref()).await?.is_empty());
+        drop(first);
+
+        let (mut replay, _) = sink(Arc::clone(&store) as _, 1000)?;
+        replay.restore(&tp(FLOWS, 0), state.as_deref())?;
+        // Until the replay reaches the roll, the checkpoint keeps it.
+        assert_eq!(replay.checkpoint_state(&tp(FLOWS, 0)), state);
+        for offset in 0..6 {
+            process(
+                &mut replay,
+                FLOWS,
+                0,
+                offset,
+                &flow(&format!("e{offset}"), "c", HOUR_22)?,
+            )?;
+        }
+        shutdown(&mut replay).await?;
+        let written = objects(store.as_ref()).await?;
+        let per_object: Vec<Vec<String>> =
+            written.values().map(event_ids).collect::<Result<_, _>>()?;
+        assert_eq!(
+            per_object,
+            vec![vec!["e0", "e1", "e2"], vec!["e3", "e4", "e5"]]
+        );
         Ok(())
     }
 
@@ -620,7 +747,7 @@ mod tests {
         assert_eq!(sink.held_from(&tp(FLOWS, 1)), None);
         assert_eq!(sink.held_from(&tp(EDGES, 1)), Some(1));
         assert_eq!(probe.open_buffers(), 2.0);
-        sink.on_shutdown(&mut Outputs::default()).await?;
+        shutdown(&mut sink).await?;
         let written = objects(store.as_ref()).await?;
         assert_eq!(written.len(), 2);
         let flows: Vec<String> = written
@@ -640,7 +767,7 @@ mod tests {
         let store = Arc::new(FailingStore::new(3));
         let (mut sink, probe) = sink(Arc::clone(&store) as _, 1000)?;
         process(&mut sink, EDGES, 0, 7, &edge("c", HOUR_22)?)?;
-        sink.on_shutdown(&mut Outputs::default()).await?;
+        shutdown(&mut sink).await?;
         assert_eq!(probe.retries(), 3);
         assert_eq!(store.written.load(Ordering::Acquire), 1);
         assert_eq!(probe.files(Dataset::Edges), 1);
@@ -654,8 +781,7 @@ mod tests {
         let store = Arc::new(FailingStore::new(u32::MAX));
         let (mut sink, _) = sink(Arc::clone(&store) as _, 1000)?;
         process(&mut sink, FLOWS, 0, 40, &flow("x", "c", HOUR_22)?)?;
-        let mut out = Outputs::default();
-        let flush = sink.on_shutdown(&mut out);
+        let flush = shutdown(&mut sink);
         assert!(
             tokio::time::timeout(Duration::from_millis(50), flush)
                 .await
@@ -679,7 +805,7 @@ mod tests {
                 &flow("e", &format!("c{cluster}"), HOUR_22)?,
             )?;
         }
-        sink.flush_due(later(3600), &mut Outputs::default()).await?;
+        flush(&mut sink, later(3600)).await?;
         assert_eq!(objects(store.as_ref()).await?.len(), 10);
         assert_eq!(probe.files(Dataset::Flows), 10);
         assert_eq!(sink.buffer_count(), 0);
