@@ -413,3 +413,182 @@ fn default_deny_egress_on_shop_newly_denies_every_allowed_egress_edge() {
         "{stderr}"
     );
 }
+
+/// Bounded memory at scale (README, BENCHMARKS.md): one week of 10-minute edges of 100
+/// clusters, 100 distinct edges each — 10,080,000 rows in 16,800 hourly objects written
+/// with the sink's own columns, writer settings and object names — replayed by `whatif`
+/// under `/usr/bin/time -v`. Prints the figures; asserts the answer and that the peak
+/// resident set stays far below the data (the fold holds distinct edges, not rows).
+/// Run: `cargo nextest run -p flowlake --test policy --run-ignored ignored-only`;
+/// `FLOWLAKE_POLICY_BENCH_CLUSTERS` (default 100) scales it down.
+#[test]
+#[ignore = "benchmark: writes ~10M edge rows and takes minutes"]
+fn whatif_over_ten_million_generated_edges_runs_in_bounded_memory() {
+    use flowlake_schemas::{Action, EndpointKind, FlowEdge, Reporter, Timestamp};
+    use flowlake_sink::SinkRecord;
+    use flowlake_sink::layout::{HivePartition, object_path};
+    use flowlake_sink::writer::ParquetOptions;
+
+    const EDGES_PER_CLUSTER: usize = 100;
+    const WINDOW_SECS: i64 = 600;
+    const HOURS: i64 = 168;
+    // 2026-11-02T00:00:00Z, a Monday.
+    const START: i64 = 1_793_577_600;
+    let clusters: usize = std::env::var("FLOWLAKE_POLICY_BENCH_CLUSTERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = object_store::path::Path::default();
+    let properties = ParquetOptions::default()
+        .properties()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    let (mut rows, mut files, mut bytes) = (0u64, 0u64, 0u64);
+    for c in 0..clusters {
+        let cluster = format!("prod-{c:03}");
+        for hour in 0..HOURS {
+            let mut batch = Vec::with_capacity(EDGES_PER_CLUSTER * 6);
+            for w in 0..(3600 / WINDOW_SECS) {
+                let window_start = START + hour * 3600 + w * WINDOW_SECS;
+                for e in 0..EDGES_PER_CLUSTER {
+                    let external = e % 10 >= 7;
+                    batch.push(FlowEdge {
+                        cluster_id: cluster.clone(),
+                        window_start: Timestamp::from_secs(window_start),
+                        window_end: Timestamp::from_secs(window_start + WINDOW_SECS),
+                        revision: 0,
+                        src_kind: EndpointKind::Pod,
+                        src_namespace: Some(format!("team-{}", e % 5)),
+                        src_workload: Some(format!("svc-{e}")),
+                        dst_kind: if external {
+                            EndpointKind::ExternalPublic
+                        } else {
+                            EndpointKind::Pod
+                        },
+                        dst_namespace: (!external).then(|| format!("team-{}", (e + 1) % 5)),
+                        dst_workload: Some(if external {
+                            format!("api-{e}.example.com")
+                        } else {
+                            format!("svc-{}", (e * 7 + 3) % EDGES_PER_CLUSTER)
+                        }),
+                        dst_service: None,
+                        dst_port: Some(if external {
+                            443
+                        } else {
+                            8000 + (e % 50) as i32
+                        }),
+                        protocol: Some(6),
+                        action: Action::Allow,
+                        reporter: Reporter::Src,
+                        policy: None,
+                        flows: 1 + (e as i64 % 13),
+                        connections_started: 1,
+                        connections_completed: 1,
+                        bytes_out: 1000,
+                        bytes_in: 2000,
+                        packets_out: 10,
+                        packets_in: 12,
+                        first_seen: Timestamp::from_secs(window_start + 1),
+                        last_seen: Timestamp::from_secs(window_start + WINDOW_SECS - 1),
+                        distinct_src_pods: 2,
+                    });
+                }
+            }
+            let record_batch = FlowEdge::to_record_batch(&batch).unwrap_or_else(|e| panic!("{e}"));
+            let partition = HivePartition::new(&cluster, Timestamp::from_secs(START + hour * 3600))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let object = object_path(
+                &root,
+                flowlake_sink::Dataset::Edges,
+                &partition,
+                "flows.edges",
+                0,
+                hour,
+            );
+            let path = dir.path().join(object.as_ref());
+            std::fs::create_dir_all(path.parent().unwrap_or(dir.path()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+            let mut writer = parquet::arrow::ArrowWriter::try_new(
+                file,
+                FlowEdge::arrow_schema(),
+                Some(properties.clone()),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            writer
+                .write(&record_batch)
+                .unwrap_or_else(|e| panic!("{e}"));
+            writer.close().unwrap_or_else(|e| panic!("{e}"));
+            rows += batch.len() as u64;
+            files += 1;
+            bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    println!(
+        "generated {rows} edge rows in {files} objects, {:.1} MiB, in {:.1?}",
+        bytes as f64 / 1_048_576.0,
+        started.elapsed()
+    );
+
+    let policy = dir.path().join("deny.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+         metadata: {name: deny-egress, namespace: team-0}\n\
+         spec: {podSelector: {}, policyTypes: [Egress]}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let report_path = dir.path().join("report.json");
+    let started = std::time::Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(env!("CARGO_BIN_EXE_flowlake"))
+        .args([
+            "policy",
+            "whatif",
+            "--lake",
+            path(dir.path()),
+            "--policy",
+            path(&policy),
+        ])
+        .args([
+            "--output",
+            "json",
+            "--from",
+            "2026-11-02T00:00:00Z",
+            "--to",
+            "2026-11-09T00:00:00Z",
+        ])
+        .stdout(std::fs::File::create(&report_path).unwrap_or_else(|e| panic!("{e}")))
+        .output()
+        .unwrap_or_else(|e| panic!("/usr/bin/time: {e}"));
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let max_rss_kib: u64 = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no RSS in:\n{stderr}"));
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let distinct = (clusters * EDGES_PER_CLUSTER) as u64;
+    assert_eq!(report["edges_evaluated"].as_u64(), Some(distinct));
+    // team-0 sources: e % 5 == 0, 20 of every 100 edges.
+    assert_eq!(
+        report["newly_denied"].as_array().map(Vec::len),
+        Some(clusters * EDGES_PER_CLUSTER / 5)
+    );
+    println!(
+        "whatif over {rows} rows ({distinct} distinct edges): {elapsed:.1?} wall, peak RSS {:.1} MiB",
+        max_rss_kib as f64 / 1024.0
+    );
+    for line in stderr.lines().filter(|l| {
+        l.contains("Elapsed (wall clock)") || l.contains("User time") || l.contains("System time")
+    }) {
+        println!("  {}", line.trim());
+    }
+    assert!(max_rss_kib < 512 * 1024, "peak RSS {max_rss_kib} KiB");
+}
