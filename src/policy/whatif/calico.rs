@@ -305,6 +305,92 @@ pub fn domain_matches(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::model::{EdgeKey, Inventory};
+    use crate::policy::whatif::eval::{Verdict, evaluate};
+    use crate::policy::whatif::parse::{Proposed, load_text};
+
+    fn pod(name: &str) -> Peer {
+        Peer {
+            kind: "pod".into(),
+            namespace: Some("shop".into()),
+            name: Some(name.into()),
+        }
+    }
+
+    fn verdict(yaml: &str, dst: Peer, port: i32) -> Result<Verdict, String> {
+        let mut inventory = Inventory::default();
+        for app in ["web", "db"] {
+            inventory.add_labels("c", &pod(app), [("app".to_owned(), app.to_owned())].into());
+        }
+        let mut proposed = Proposed::default();
+        load_text(yaml, &mut proposed)?;
+        let absent = proposed
+            .sets
+            .iter()
+            .flat_map(|s| s.labels.keys().cloned())
+            .collect();
+        let key = EdgeKey {
+            cluster: "c".into(),
+            src: pod("web"),
+            dst,
+            port: Some(port),
+            protocol: Some(6),
+            action: "allow".into(),
+        };
+        Ok(evaluate(&Ctx {
+            inventory: &inventory,
+            key: &key,
+            addresses: None,
+            absent: &absent,
+            proposed: &proposed,
+        }))
+    }
+
+    const TIERS: &str = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: security}\nspec: {order: 100}\n---\n\
+        apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: security.pass-shop}\n\
+        spec: {tier: security, order: 10, selector: \"app == 'web'\", types: [Egress], egress: [{action: Deny, protocol: TCP, destination: {ports: [22]}}, {action: Pass}]}\n---\n\
+        apiVersion: projectcalico.org/v3\nkind: StagedNetworkPolicy\nmetadata: {name: web, namespace: shop}\n\
+        spec: {stagedAction: Set, selector: \"app == 'web'\", types: [Egress], egress: [\n\
+          {action: Allow, protocol: TCP, destination: {selector: \"app == 'db'\", ports: [5432]}},\n\
+          {action: Allow, protocol: TCP, destination: {selector: \"flowlake.io/egress-set == 'web'\", ports: [443]}}]}\n---\n\
+        apiVersion: projectcalico.org/v3\nkind: NetworkSet\nmetadata: {name: web, namespace: shop, labels: {flowlake.io/egress-set: web}}\n\
+        spec: {allowedEgressDomains: ['*.stripe.com']}\n";
+
+    #[test]
+    fn tiers_pass_and_first_match_decide() -> Result<(), String> {
+        let stripe = Peer {
+            kind: "external_public".into(),
+            namespace: None,
+            name: Some("api.stripe.com".into()),
+        };
+        let allowed = verdict(TIERS, pod("db"), 5432)?;
+        assert_eq!(allowed.allowed, Tri::Yes, "{allowed:?}");
+        assert!(
+            allowed
+                .by
+                .contains("StagedNetworkPolicy shop/web egress[0] Allow"),
+            "{allowed:?}"
+        );
+        let ssh = verdict(TIERS, pod("db"), 22)?;
+        assert_eq!(ssh.allowed, Tri::No);
+        assert!(
+            ssh.by.contains("security.pass-shop egress[0] Deny"),
+            "{ssh:?}"
+        );
+        let end_of_tier = verdict(TIERS, pod("db"), 5433)?;
+        assert_eq!(end_of_tier.allowed, Tri::No);
+        assert!(
+            end_of_tier.by.contains("end-of-tier deny"),
+            "{end_of_tier:?}"
+        );
+        assert_eq!(verdict(TIERS, stripe.clone(), 443)?.allowed, Tri::Yes);
+        let other = Peer {
+            name: Some("pastebin.com".into()),
+            ..stripe
+        };
+        assert_eq!(verdict(TIERS, other, 443)?.allowed, Tri::No);
+        Ok(())
+    }
 
     #[test]
     fn domains_match_exactly_or_by_wildcard() {

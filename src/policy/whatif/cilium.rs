@@ -1,7 +1,7 @@
 //! Cilium's opinion on one side of an edge, in the subset `whatif` supports:
 //! `endpointSelector`; `toEndpoints`/`fromEndpoints` (a selector without a namespace label
-//! means the policy's namespace), `toEntities`/`fromEntities` (`all`, `world`, `cluster`,
-//! `host`, `remote-node`), `toCIDR`/`toCIDRSet` (without `except`), `toFQDNs`
+//! means the policy's namespace), `toEntities`/`fromEntities` (`all`, `world`, `cluster`;
+//! `host` with `remote-node` matches any node, either alone is uncertain), `toCIDR`/`toCIDRSet` (without `except`), `toFQDNs`
 //! (`matchName`, `matchPattern` with `*`), `toPorts` (port, `endPort`, protocol or `ANY`),
 //! and the `…Deny` lists.
 //!
@@ -116,6 +116,11 @@ fn rule_matches(ctx: &Ctx<'_>, policy: &CiliumPolicy, rule: &CiliumRule, dir: Di
             }));
         }
         answers.extend(rule.entities.iter().map(|e| entity(e, far)));
+        // `host` is the local node and `remote-node` every other: together, any node.
+        let has = |e: &str| rule.entities.iter().any(|x| x == e);
+        if has("host") && has("remote-node") && matches!(far.kind.as_str(), "node" | "host") {
+            answers.push(Tri::Yes);
+        }
         if !rule.cidrs.is_empty() {
             answers.push(ctx.cidrs_hold(dir, &rule.cidrs, &[]));
         }
@@ -161,5 +166,83 @@ fn entity(name: &str, peer: &Peer) -> Tri {
             _ => Tri::No,
         },
         _ => Tri::Maybe,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::model::{EdgeKey, Inventory};
+    use crate::policy::whatif::eval::{Verdict, evaluate};
+    use crate::policy::whatif::parse::{Proposed, load_text};
+    use std::collections::BTreeSet;
+
+    const POLICY: &str = r"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {'k8s:app': web}}
+  egress:
+  - toFQDNs: [{matchPattern: '*.stripe.com'}]
+    toPorts: [{ports: [{port: '443', protocol: TCP}]}]
+  - toEndpoints: [{matchLabels: {app: db}}]
+    toPorts: [{ports: [{port: '5432', protocol: ANY}]}]
+  - toEntities: [world]
+    toPorts: [{ports: [{port: '80', protocol: TCP}]}]
+  egressDeny:
+  - toEntities: [world]
+    toPorts: [{ports: [{port: '80', protocol: TCP}]}]
+";
+
+    fn verdict(dst: Peer, port: i32) -> Result<Verdict, String> {
+        let pod = |name: &str| Peer {
+            kind: "pod".into(),
+            namespace: Some("shop".into()),
+            name: Some(name.into()),
+        };
+        let mut inventory = Inventory::default();
+        for app in ["web", "db"] {
+            inventory.add_labels("c", &pod(app), [("app".to_owned(), app.to_owned())].into());
+        }
+        let mut proposed = Proposed::default();
+        load_text(POLICY, &mut proposed)?;
+        let key = EdgeKey {
+            cluster: "c".into(),
+            src: pod("web"),
+            dst,
+            port: Some(port),
+            protocol: Some(6),
+            action: "allow".into(),
+        };
+        Ok(evaluate(&Ctx {
+            inventory: &inventory,
+            key: &key,
+            addresses: None,
+            absent: &BTreeSet::new(),
+            proposed: &proposed,
+        }))
+    }
+
+    #[test]
+    fn fqdns_endpoints_and_deny_wins() -> Result<(), String> {
+        let external = |name: &str| Peer {
+            kind: "external_public".into(),
+            namespace: None,
+            name: Some(name.into()),
+        };
+        let db = Peer {
+            kind: "pod".into(),
+            namespace: Some("shop".into()),
+            name: Some("db".into()),
+        };
+        assert_eq!(verdict(external("api.stripe.com"), 443)?.allowed, Tri::Yes);
+        assert_eq!(verdict(external("pastebin.com"), 443)?.allowed, Tri::No);
+        assert_eq!(verdict(db.clone(), 5432)?.allowed, Tri::Yes);
+        assert_eq!(verdict(db, 5433)?.allowed, Tri::No);
+        let denied = verdict(external("example.org"), 80)?;
+        assert_eq!(denied.allowed, Tri::No);
+        assert!(denied.by.contains("egressDeny[0]"), "{denied:?}");
+        Ok(())
     }
 }
