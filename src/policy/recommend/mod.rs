@@ -29,7 +29,9 @@ use serde_json::Value;
 
 use super::PolicyError;
 use super::lake::{LakeArgs, LakeReader, Window};
-use super::model::{Edges, Evidence, Inventory, Labels, Peer, protocol_name, rfc3339};
+use super::model::{
+    Edges, Evidence, Inventory, Labels, MAX_ADDRESSES, Peer, protocol_name, rfc3339,
+};
 
 /// Namespaces left out unless `--exclude-namespace` says otherwise.
 const DEFAULT_EXCLUDED: &str =
@@ -181,7 +183,19 @@ pub fn evidence_text(rule: &RulePlan) -> String {
     if rule.implied {
         return "not observed: added because the workload resolves DNS names".to_owned();
     }
-    rule.ports
+    let widened = match &rule.peer {
+        PeerSpec::Namespace(ns) => format!(
+            " (peer widened to every pod of namespace {ns}: {} is a Service or has no stable labels)",
+            rule.shown
+        ),
+        PeerSpec::Addresses(cidrs) if cidrs.iter().any(|c| c.ends_with("/0")) => format!(
+            " (peer widened to any address: {} had more than {MAX_ADDRESSES} addresses)",
+            rule.shown
+        ),
+        _ => String::new(),
+    };
+    let ports = rule
+        .ports
         .iter()
         .map(|((protocol, port), e)| {
             let port = port.map_or_else(|| "any".to_owned(), |p| p.to_string());
@@ -195,7 +209,8 @@ pub fn evidence_text(rule: &RulePlan) -> String {
             )
         })
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    format!("{ports}{widened}")
 }
 
 /// Stable labels: the common ones minus controller-generated keys.
@@ -340,19 +355,24 @@ pub fn plan(
                         (&peer, &me)
                     };
                     let key = (cluster.clone(), src.clone(), dst.clone());
-                    inventory
-                        .addresses
-                        .get(&key)
-                        .map(|a| {
-                            if direction == "egress" {
-                                a.dst.clone()
-                            } else {
-                                a.src.clone()
-                            }
-                        })
-                        .unwrap_or_default()
+                    inventory.addresses.get(&key).map(|a| {
+                        let side = if direction == "egress" {
+                            &a.dst
+                        } else {
+                            &a.src
+                        };
+                        (side.clone(), a.overflowed)
+                    })
                 };
-                match peer_spec(inventory, &cluster, &peer, &addresses) {
+                let (addresses, overflowed) = addresses.unwrap_or_default();
+                let spec = match peer_spec(inventory, &cluster, &peer, &addresses) {
+                    // More addresses than are kept: a list would leave some out.
+                    Ok(PeerSpec::Addresses(_)) if overflowed => {
+                        Ok(PeerSpec::Addresses(vec!["0.0.0.0/0".into(), "::/0".into()]))
+                    }
+                    other => other,
+                };
+                match spec {
                     Ok(spec) => {
                         let rule = RulePlan {
                             peer: spec,
@@ -428,7 +448,7 @@ pub async fn run(args: &RecommendArgs) -> Result<(), PolicyError> {
     for warning in &warnings {
         eprintln!("flowlake policy recommend: {warning}");
     }
-    let mut documents: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut documents: Vec<(String, String, Vec<Value>)> = Vec::new();
     for plan in &plans {
         let docs = match args.format {
             Format::Kubernetes => vec![kubernetes::render(plan)],
@@ -441,7 +461,7 @@ pub async fn run(args: &RecommendArgs) -> Result<(), PolicyError> {
             plan.namespace,
             plan.policy_name()
         );
-        documents.push((file, docs));
+        documents.push((plan.cluster.clone(), file, docs));
     }
     if plans.is_empty() {
         eprintln!(
@@ -451,31 +471,36 @@ pub async fn run(args: &RecommendArgs) -> Result<(), PolicyError> {
     write_out(args.out.as_ref(), &documents)
 }
 
-fn yaml_stream(docs: &[Value]) -> Result<String, PolicyError> {
+/// The documents as a YAML stream, each after a comment naming its cluster (the objects
+/// themselves cannot say which cluster they are for).
+fn yaml_stream(cluster: &str, docs: &[Value]) -> Result<String, PolicyError> {
     let mut text = String::new();
     for doc in docs {
-        text.push_str("---\n");
+        text.push_str(&format!("---\n# flowlake: for cluster {cluster}\n"));
         text.push_str(&serde_yaml::to_string(doc)?);
     }
     Ok(text)
 }
 
-fn write_out(out: Option<&PathBuf>, documents: &[(String, Vec<Value>)]) -> Result<(), PolicyError> {
+fn write_out(
+    out: Option<&PathBuf>,
+    documents: &[(String, String, Vec<Value>)],
+) -> Result<(), PolicyError> {
     let io = |what: String| move |source| PolicyError::Output { what, source };
     match out {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(io(dir.display().to_string()))?;
-            for (file, docs) in documents {
+            for (cluster, file, docs) in documents {
                 let path = dir.join(file.replace('/', "_"));
-                std::fs::write(&path, yaml_stream(docs)?)
+                std::fs::write(&path, yaml_stream(cluster, docs)?)
                     .map_err(io(path.display().to_string()))?;
             }
         }
         None => {
             let mut stdout = std::io::stdout().lock();
-            for (_, docs) in documents {
+            for (cluster, _, docs) in documents {
                 stdout
-                    .write_all(yaml_stream(docs)?.as_bytes())
+                    .write_all(yaml_stream(cluster, docs)?.as_bytes())
                     .map_err(io("stdout".into()))?;
             }
         }
@@ -486,6 +511,82 @@ fn write_out(out: Option<&PathBuf>, documents: &[(String, Vec<Value>)]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::policy::model::EdgeKey;
+
+    fn peer(kind: &str, ns: Option<&str>, name: &str) -> Peer {
+        Peer {
+            kind: kind.into(),
+            namespace: ns.map(str::to_owned),
+            name: Some(name.into()),
+        }
+    }
+
+    #[test]
+    fn plans_skip_unlabelled_workloads_widen_overflowing_addresses_and_add_dns() {
+        let web = peer("pod", Some("shop"), "web");
+        let bare = peer("pod", Some("shop"), "bare");
+        let stripe = peer("external_public", None, "api.stripe.com");
+        let public = peer("external_public", None, "public");
+        let mut inventory = Inventory::default();
+        inventory.add_labels(
+            "c",
+            &web,
+            [("app", "web"), ("pod-template-hash", "x")]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        for i in 0..=MAX_ADDRESSES {
+            let ip = std::net::IpAddr::from([93, 184, 0, u8::try_from(i % 256).unwrap_or(0)]);
+            inventory.add_addresses("c", &web, &public, None, Some(ip));
+        }
+        let mut edges = Edges::new();
+        for (src, dst, port) in [
+            (&web, &stripe, 443),
+            (&web, &public, 80),
+            (&bare, &web, 8080),
+        ] {
+            edges.insert(
+                EdgeKey {
+                    cluster: "c".into(),
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    port: Some(port),
+                    protocol: Some(6),
+                    action: "allow".into(),
+                },
+                Evidence {
+                    flows: 1,
+                    ..Evidence::default()
+                },
+            );
+        }
+        let window = Window { from: 0, to: 1 };
+        let (plans, warnings) = plan(&edges, &inventory, &[], &[], window);
+        assert_eq!(plans.len(), 1, "{plans:?}");
+        assert!(warnings[0].contains("shop/bare: skipped"), "{warnings:?}");
+        let web_plan = &plans[0];
+        assert_eq!(
+            web_plan.labels,
+            [("app".to_owned(), "web".to_owned())].into()
+        );
+        let peers: Vec<&PeerSpec> = web_plan.egress.iter().map(|r| &r.peer).collect();
+        assert!(
+            matches!(peers[0], PeerSpec::Domain { name, cidrs } if name == "api.stripe.com" && cidrs.is_empty())
+        );
+        assert_eq!(
+            peers[1],
+            &PeerSpec::Addresses(vec!["0.0.0.0/0".into(), "::/0".into()])
+        );
+        assert!(evidence_text(&web_plan.egress[1]).contains("widened to any address"));
+        assert!(
+            web_plan.egress[2].implied,
+            "the DNS rule of a workload that resolves names"
+        );
+        // Ingress from the unlabelled workload: widened to its namespace.
+        assert_eq!(web_plan.ingress[0].peer, PeerSpec::Namespace("shop".into()));
+    }
 
     #[test]
     fn controller_labels_are_dropped() {

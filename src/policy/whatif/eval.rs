@@ -122,15 +122,25 @@ impl Ctx<'_> {
             let private = include.iter().any(overlaps_private);
             return if private { Tri::Maybe } else { Tri::No };
         }
+        // Blocks holding every address of both families hold whatever the lake did not keep.
+        let whole = |v4: bool| {
+            include
+                .iter()
+                .any(|c| c.prefix() == 0 && c.base().is_ipv4() == v4)
+        };
+        let everything = except.is_empty() && whole(true) && whole(false);
         let Some(addresses) = self.addresses else {
-            return Tri::Maybe;
+            return if everything { Tri::Yes } else { Tri::Maybe };
         };
         let set = match dir {
             Dir::Egress => &addresses.dst,
             Dir::Ingress => &addresses.src,
         };
         if set.is_empty() {
-            return Tri::Maybe;
+            return if everything { Tri::Yes } else { Tri::Maybe };
+        }
+        if everything {
+            return Tri::Yes;
         }
         let inside = |ip: &IpAddr| {
             include.iter().any(|c| c.contains(ip)) && !except.iter().any(|c| c.contains(ip))
