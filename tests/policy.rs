@@ -85,8 +85,16 @@ fn validate_crd(crds: &[&str], files: &[&Path]) -> (bool, Value) {
     (out.status.success(), report)
 }
 
+/// The window every command of these tests reads: all of the demo's data, the same for all.
+const WINDOW: [&str; 4] = [
+    "--from",
+    "2000-01-01T00:00:00Z",
+    "--to",
+    "2100-01-01T00:00:00Z",
+];
+
 fn whatif_json(lake: &Path, policy: &Path) -> (i32, Value) {
-    let (code, stdout, stderr) = flowlake(&[
+    let mut args = vec![
         "policy",
         "whatif",
         "--lake",
@@ -95,7 +103,9 @@ fn whatif_json(lake: &Path, policy: &Path) -> (i32, Value) {
         path(policy),
         "--output",
         "json",
-    ]);
+    ];
+    args.extend(WINDOW);
+    let (code, stdout, stderr) = flowlake(&args);
     let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!("whatif printed no JSON ({e}), exit {code}:\n{stdout}\n{stderr}")
     });
@@ -111,7 +121,7 @@ fn recommended_policies_are_valid_and_replay_without_new_denials() {
     let out = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     for format in ["kubernetes", "calico-staged", "cilium"] {
         let dir = out.path().join(format);
-        let (code, stdout, stderr) = flowlake(&[
+        let mut args = vec![
             "policy",
             "recommend",
             "--lake",
@@ -122,7 +132,9 @@ fn recommended_policies_are_valid_and_replay_without_new_denials() {
             format,
             "--out",
             path(&dir),
-        ]);
+        ];
+        args.extend(WINDOW);
+        let (code, stdout, stderr) = flowlake(&args);
         assert_eq!(code, 0, "{format}: {stdout}\n{stderr}");
         let mut files: Vec<String> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{e}"))
@@ -137,7 +149,7 @@ fn recommended_policies_are_valid_and_replay_without_new_denials() {
         assert_eq!(files, expected, "{format}: one file per workload policy");
 
         // The same window read twice gives the same bytes (deterministic order).
-        let args = [
+        let mut args = vec![
             "policy",
             "recommend",
             "--lake",
@@ -146,11 +158,8 @@ fn recommended_policies_are_valid_and_replay_without_new_denials() {
             "shop",
             "--format",
             format,
-            "--from",
-            "2000-01-01T00:00:00Z",
-            "--to",
-            "2100-01-01T00:00:00Z",
         ];
+        args.extend(WINDOW);
         let (first, second) = (flowlake(&args), flowlake(&args));
         assert_eq!(first.0, 0, "{}", first.2);
         assert_eq!(first.1, second.1, "{format}: output is deterministic");

@@ -547,6 +547,38 @@ mod tests {
     }
 
     #[test]
+    fn windows_come_from_since_or_from_and_to() -> Result<(), PolicyError> {
+        let args = |from: Option<&str>, to: Option<&str>| LakeArgs {
+            lake: "/tmp".into(),
+            s3_endpoint: None,
+            storage_options: vec![],
+            clusters: vec![],
+            since: std::time::Duration::from_secs(3600),
+            from: from.map(str::to_owned),
+            to: to.map(str::to_owned),
+        };
+        let w = args(
+            Some("2026-11-02T00:00:00Z"),
+            Some("2026-11-02T01:00:00+01:00"),
+        )
+        .window();
+        assert!(
+            matches!(w, Err(PolicyError::Usage(_))),
+            "an empty window is refused"
+        );
+        let w = args(Some("2026-11-02T00:00:00Z"), Some("2026-11-03T00:00:00Z")).window()?;
+        assert_eq!(w.to - w.from, 24 * MICROS_PER_HOUR);
+        let w = args(None, None).window()?;
+        assert_eq!(
+            w.to - w.from,
+            MICROS_PER_HOUR + 1_000_000,
+            "--since 1h, plus 1 s of slack"
+        );
+        assert!(args(Some("yesterday"), None).window().is_err());
+        Ok(())
+    }
+
+    #[test]
     fn hours_outside_the_window_are_pruned() {
         let w = Window {
             from: 10 * MICROS_PER_HOUR + 30 * 60_000_000,
