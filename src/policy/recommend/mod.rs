@@ -199,6 +199,12 @@ pub fn evidence_text(rule: &RulePlan) -> String {
         .iter()
         .map(|((protocol, port), e)| {
             let port = port.map_or_else(|| "any".to_owned(), |p| p.to_string());
+            if e.flows == 0 {
+                return format!(
+                    "{port}/{}: not observed, added for DNS over TCP/UDP",
+                    protocol_name(*protocol)
+                );
+            }
             format!(
                 "{port}/{}: {} flows, {} bytes, {} to {}",
                 protocol_name(*protocol),
@@ -415,8 +421,20 @@ pub fn is_dns_rule(rule: &RulePlan) -> bool {
 }
 
 /// A workload that reached names resolved them: allow cluster DNS if the lake did not show it.
+/// A DNS server the lake saw the workload use gets both 53/UDP and 53/TCP (resolvers fall
+/// back to TCP for large answers, which a short window may not show).
 fn add_dns_rule(plan: &mut WorkloadPlan) {
-    if !plan.resolves_names() || plan.egress.iter().any(is_dns_rule) {
+    if !plan.resolves_names() {
+        return;
+    }
+    let mut seen = false;
+    for rule in plan.egress.iter_mut().filter(|r| is_dns_rule(r)) {
+        seen = true;
+        for protocol in [17, 6] {
+            rule.ports.entry((Some(protocol), Some(53))).or_default();
+        }
+    }
+    if seen {
         return;
     }
     let mut ports = PortEvidence::new();
