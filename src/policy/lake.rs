@@ -5,7 +5,7 @@
 //!
 //! Invariant: memory is bounded by the folded maps (distinct edges, workloads and peers) and
 //! one row group of one object; no dataset is ever held whole. Local lakes are read from
-//! the file (row group by row group); remote objects are fetched one at a time (the sink
+//! the file (row group by row group); remote objects are downloaded one at a time (the sink
 //! writes objects of tens of MiB).
 //!
 //! The lake is opened with the sink's own URL handling ([`flowlake_sink::Lake`]), so
