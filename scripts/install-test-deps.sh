@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests run against, when it is missing, and exports where it is:
 #   FLOWLAKE_TANSU_BIN  Tansu, a Kafka-API broker (cargo install, ~20 min on 2 cores, once)
-#   FLOWLAKE_PYTHON     a venv python with moto (S3 server), duckdb, pyarrow, fastavro, confluent-kafka
+#   FLOWLAKE_PYTHON     a venv python with moto (S3 server), duckdb, pyarrow, fastavro, confluent-kafka,
+#                       kubernetes-validate and jsonschema (policy validation)
 #   FLOWLAKE_PROMTOOL   promtool, unpacked from Debian's `prometheus` package (no service started)
 # and checks the C toolchain that librdkafka's build (rdkafka-sys) needs.
 #
@@ -112,9 +113,10 @@ _fl_install_python() {
     fi
     _fl_log "python: pip install -r tests/py/requirements.txt"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2
-    "$venv/bin/python" -c 'import duckdb, pyarrow, pyarrow.fs, fastavro, confluent_kafka, moto, boto3' \
+    "$venv/bin/python" -c 'import duckdb, pyarrow, pyarrow.fs, fastavro, confluent_kafka, moto, boto3, jsonschema, yaml, kubernetes_validate' \
       || _fl_die "python packages installed but do not import"
     [ -x "$venv/bin/moto_server" ] || _fl_die "moto_server missing from $venv/bin"
+    [ -x "$venv/bin/kubernetes-validate" ] || _fl_die "kubernetes-validate missing from $venv/bin"
     printf '%s\n' "$want" >"$marker"
   fi
   FLOWLAKE_PYTHON=$venv/bin/python

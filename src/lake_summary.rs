@@ -160,6 +160,12 @@ pub fn print(data_dir: &Path, raw_records: u64, dead_lettered: u64) -> anyhow::R
         "  duckdb -c \"SELECT src_workload, dst_workload, dst_port, policy, sum(flows) AS flows FROM read_parquet('{}/edges/**/*.parquet', hive_partitioning = true) WHERE action = 'deny' GROUP BY ALL ORDER BY flows DESC\"",
         data_dir.display()
     );
+    println!();
+    println!("next: least-privilege network policy for a namespace, from what it really did:");
+    println!(
+        "  flowlake policy recommend --lake {} --namespace shop",
+        data_dir.display()
+    );
     if flow_rows == 0 || edge_rows == 0 {
         anyhow::bail!(
             "the lake under {} is empty: the pipeline wrote nothing",

@@ -1,12 +1,14 @@
 //! `flowlake`: the command line for people — `demo` runs the whole pipeline in one process
 //! with no setup; `generate` writes synthetic raw flows to a real topic; `decode` shows what
-//! ingest would make of an agent's output file.
+//! ingest would make of an agent's output file; `policy` recommends network policy from the
+//! lake and replays proposed policy over its history.
 
 mod decode;
 mod demo;
 mod generate;
 mod lake_summary;
 mod observed;
+mod policy;
 mod scenario;
 
 use std::process::ExitCode;
@@ -31,6 +33,9 @@ enum Command {
     /// Show what ingest would make of each record of agent output files: canonical JSON on
     /// stdout, rejections (FILE:LINE: CLASS: reason) and a summary on stderr.
     Decode(decode::DecodeArgs),
+    /// Network policy from the lake: `recommend` least-privilege policy per workload,
+    /// `whatif` replays proposed policies over the lake's history.
+    Policy(policy::PolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,12 +59,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Policy(args) = command {
+        return runtime.block_on(policy::run(args));
+    }
     let result = runtime.block_on(async {
         match command {
             Command::Demo(args) => demo::run(args).await,
             Command::Generate(args) => generate::run(args).await,
             Command::Decode(args) => Err(anyhow::anyhow!(
                 "decode runs without the async runtime: {args:?}"
+            )),
+            Command::Policy(args) => Err(anyhow::anyhow!(
+                "policy returns its own exit code: {args:?}"
             )),
         }
     });
