@@ -1,7 +1,9 @@
 //! `flowlake`: the command line for people — `demo` runs the whole pipeline in one process
 //! with no setup; `generate` writes synthetic raw flows to a real topic; `decode` shows what
-//! ingest would make of an agent's output file.
+//! ingest would make of an agent's output file; `broker` serves the embedded mock Kafka
+//! cluster to other processes (crash and chaos tests).
 
+mod broker;
 mod decode;
 mod demo;
 mod generate;
@@ -31,6 +33,10 @@ enum Command {
     /// Show what ingest would make of each record of agent output files: canonical JSON on
     /// stdout, rejections (FILE:LINE: CLASS: reason) and a summary on stderr.
     Decode(decode::DecodeArgs),
+    /// Serve librdkafka's in-memory mock Kafka cluster to other processes on loopback, for
+    /// crash and chaos tests; prints `bootstrap=…` and `control=…` (broker outages), runs
+    /// until SIGTERM/SIGINT.
+    Broker(broker::BrokerArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
         match command {
             Command::Demo(args) => demo::run(args).await,
             Command::Generate(args) => generate::run(args).await,
+            Command::Broker(args) => broker::run(args).await,
             Command::Decode(args) => Err(anyhow::anyhow!(
                 "decode runs without the async runtime: {args:?}"
             )),
