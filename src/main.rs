@@ -1,8 +1,10 @@
 //! `flowlake`: the command line for people — `demo` runs the whole pipeline in one process
 //! with no setup; `generate` writes synthetic raw flows to a real topic; `decode` shows what
 //! ingest would make of an agent's output file; `policy` recommends network policy from the
-//! lake and replays proposed policy over its history.
+//! lake and replays proposed policy over its history; `broker` serves the embedded mock
+//! Kafka cluster to other processes (crash and chaos tests).
 
+mod broker;
 mod decode;
 mod demo;
 mod generate;
@@ -36,6 +38,10 @@ enum Command {
     /// Network policy from the lake: `recommend` least-privilege policy per workload,
     /// `whatif` replays proposed policies over the lake's history.
     Policy(policy::PolicyArgs),
+    /// Serve librdkafka's in-memory mock Kafka cluster to other processes on loopback, for
+    /// crash and chaos tests; prints `bootstrap=…` and `control=…` (broker outages), runs
+    /// until SIGTERM/SIGINT.
+    Broker(broker::BrokerArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +72,7 @@ fn main() -> ExitCode {
         match command {
             Command::Demo(args) => demo::run(args).await,
             Command::Generate(args) => generate::run(args).await,
+            Command::Broker(args) => broker::run(args).await,
             Command::Decode(args) => Err(anyhow::anyhow!(
                 "decode runs without the async runtime: {args:?}"
             )),
