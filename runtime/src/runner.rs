@@ -127,6 +127,7 @@ pub async fn run_stage<P: Processor>(
     let mut tick = tokio::time::interval(settings.tick_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_refresh = Instant::now();
+    let mut crash_point = CrashPoint::from_env();
     tracing::info!(stage, group, topics = ?spec.input_topics, checkpoints = settings.checkpoint_topic, "stage running");
 
     let result: Result<(), RuntimeError> = async {
@@ -201,7 +202,7 @@ pub async fn run_stage<P: Processor>(
             }
             if replayed > 0 {
                 metrics.replayed.increment(replayed);
-                tracing::debug!(stage, replayed, "dropped records an upstream replay had already delivered");
+                tracing::info!(stage, replayed, "dropped records an upstream replay had already delivered");
             }
             out.set_current_origin(None);
             match processor.flush_due(SystemTime::now(), &mut out).await {
@@ -215,7 +216,11 @@ pub async fn run_stage<P: Processor>(
             }
             let mut records: Vec<Produce> = out.take().into_iter().map(Produce::from).collect();
             records.append(&mut produce);
+            let produced = !records.is_empty();
             delivery::deliver(&producer, records, &mut metrics).await?;
+            if produced {
+                crash_point.passed();
+            }
             let refresh = last_refresh.elapsed() >= CLAIM_REFRESH;
             if refresh {
                 last_refresh = Instant::now();
@@ -282,6 +287,46 @@ pub async fn run_stage<P: Processor>(
     let _ = producer.flush(Duration::from_secs(5));
     tracing::info!(stage, "stopped");
     Ok(())
+}
+
+/// Environment variable of the crash tests' fault injection (see [`CrashPoint`]).
+pub const CRASH_BEFORE_CHECKPOINT_ENV: &str = "FLOWLAKE_CRASH_BEFORE_CHECKPOINT";
+
+/// Fault injection for crash tests: with `FLOWLAKE_CRASH_BEFORE_CHECKPOINT=N`, the process
+/// aborts — no drain, no commit, like `kill -9` — right after the N-th batch that produced
+/// output had it acknowledged, and before that batch's checkpoint: the one moment where a
+/// crash leaves output downstream that the checkpoint does not cover, which a SIGKILL from
+/// outside hits only by luck. Unset (always, in production), it costs one branch a batch.
+struct CrashPoint {
+    remaining: Option<u64>,
+}
+
+impl CrashPoint {
+    fn from_env() -> Self {
+        let remaining = std::env::var(CRASH_BEFORE_CHECKPOINT_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok());
+        if let Some(n) = remaining {
+            tracing::warn!(
+                batches = n,
+                "{CRASH_BEFORE_CHECKPOINT_ENV} is set: this process will abort before a checkpoint"
+            );
+        }
+        CrashPoint { remaining }
+    }
+
+    /// A batch's output was acknowledged and its checkpoint is next.
+    fn passed(&mut self) {
+        if let Some(remaining) = &mut self.remaining {
+            *remaining = remaining.saturating_sub(1);
+            if *remaining == 0 {
+                tracing::error!(
+                    "{CRASH_BEFORE_CHECKPOINT_ENV}: aborting between a batch's output and its checkpoint"
+                );
+                std::process::abort();
+            }
+        }
+    }
 }
 
 /// Creates the checkpoint topic when it does not exist (one partition; an existing topic

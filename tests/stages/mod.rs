@@ -134,6 +134,23 @@ impl StageProcess {
             .unwrap_or_else(|e| panic!("wait for {}: {e}", self.name))
     }
 
+    /// Waits up to `within` for the process to exit by itself (a crash the test injected);
+    /// its status, or None while it still runs.
+    pub fn exited(&mut self, within: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Last lines of the stage's log.
     pub fn log_tail(&self) -> String {
         support::log_tail(&self.log, 40)
