@@ -294,6 +294,12 @@ pub fn consumer(
     set_default(&mut config, settings, "auto.offset.reset", "earliest");
     // Feeds the consumer-lag gauge (StageContext::stats).
     set_default(&mut config, settings, "statistics.interval.ms", "15000");
+    // Failover: a crashed instance's partitions stay unconsumed until its session expires.
+    // librdkafka's 45 s default is that long an outage of those partitions after every
+    // crash; 10 s (heartbeats every second) hands them over in ~10-15 s. Rebalances are
+    // cheap and exact here (claims and checkpoints), so a spurious one costs little.
+    set_default(&mut config, settings, "session.timeout.ms", "10000");
+    set_default(&mut config, settings, "heartbeat.interval.ms", "1000");
     apply_properties(&mut config, &settings.properties);
     tracing::info!(stage, group, brokers = settings.brokers, properties = ?settings.redacted_properties(), "creating consumer");
     config.create_with_context(StageContext::new(stage, readiness, checkpoints))
