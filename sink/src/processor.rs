@@ -86,22 +86,103 @@ struct Shared {
     metrics: SinkMetrics,
 }
 
-/// The sink: a [`Processor`] that writes `EnrichedFlow` and `FlowEdge` records to the lake.
+/// One dataset's path through the sink: the input topic it is read from, its records'
+/// decoder, and its buffers. Every dataset is this one mechanism with another record type
+/// ([`DatasetLane`]); adding a dataset is a [`SinkRecord`] implementation and one line in
+/// [`SinkProcessor::with_lake`].
+trait Lane: Send {
+    /// The input topic.
+    fn topic(&self) -> &str;
+    /// Decodes and buffers one record.
+    fn push(&mut self, input: &Input<'_>, now: SystemTime) -> Result<(), Rejection>;
+    /// The underlying buffers' operations, for every record type alike.
+    fn seal_due(&mut self, now: SystemTime);
+    fn seal_all(&mut self);
+    fn held_from(&self, partition: &TopicPartition) -> Option<i64>;
+    fn drop_partitions(&mut self, partitions: &[TopicPartition]);
+    fn recorded(&self, partition: i32) -> Vec<(i64, i64)>;
+    fn restore_rolls(&mut self, partition: i32, rolls: Vec<(i64, i64)>);
+    fn mark_durable(&mut self);
+    fn buffer_count(&self) -> usize;
+    /// Write jobs for the buffers whose rolls are durable (nothing starts until polled).
+    fn jobs(&self, shared: &Shared) -> Vec<WriteJob>;
+    /// The object of buffer `id` is written.
+    fn complete(&mut self, id: u64);
+}
+
+/// The [`Lane`] of the dataset of `R`.
+struct DatasetLane<R: SinkRecord> {
+    codec: AvroCodec<R>,
+    buffers: Buffers<R>,
+}
+
+impl<R: SinkRecord> Lane for DatasetLane<R> {
+    fn topic(&self) -> &str {
+        self.buffers.topic()
+    }
+    fn push(&mut self, input: &Input<'_>, now: SystemTime) -> Result<(), Rejection> {
+        let payload = input.payload.unwrap_or_default();
+        let record = self.codec.decode(payload).map_err(malformed)?;
+        self.buffers
+            .push(input.partition, input.offset, record, payload.len(), now)
+            .map_err(|e| Rejection::new("invalid_event_time", e.to_string()))
+    }
+    fn seal_due(&mut self, now: SystemTime) {
+        self.buffers.seal_due(now);
+    }
+    fn seal_all(&mut self) {
+        self.buffers.seal_all();
+    }
+    fn held_from(&self, partition: &TopicPartition) -> Option<i64> {
+        self.buffers.held_from(partition)
+    }
+    fn drop_partitions(&mut self, partitions: &[TopicPartition]) {
+        self.buffers.drop_partitions(partitions);
+    }
+    fn recorded(&self, partition: i32) -> Vec<(i64, i64)> {
+        self.buffers.recorded(partition)
+    }
+    fn restore_rolls(&mut self, partition: i32, rolls: Vec<(i64, i64)>) {
+        self.buffers.restore_rolls(partition, rolls);
+    }
+    fn mark_durable(&mut self) {
+        self.buffers.mark_durable();
+    }
+    fn buffer_count(&self) -> usize {
+        self.buffers.buffer_count()
+    }
+    fn jobs(&self, shared: &Shared) -> Vec<WriteJob> {
+        jobs(&self.buffers, shared).collect()
+    }
+    fn complete(&mut self, id: u64) {
+        self.buffers.complete(id);
+    }
+}
+
+/// The sink: a [`Processor`] that writes every dataset's records — `EnrichedFlow` to
+/// `flows/`, `FlowEdge` to `edges/` — to the lake.
 pub struct SinkProcessor {
-    flows_codec: AvroCodec<EnrichedFlow>,
-    edges_codec: AvroCodec<FlowEdge>,
-    flows: Buffers<EnrichedFlow>,
-    edges: Buffers<FlowEdge>,
+    /// One lane per dataset, each reading its own topic.
+    lanes: Vec<Box<dyn Lane>>,
     shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for SinkProcessor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topics: Vec<&str> = self.lanes.iter().map(|l| l.topic()).collect();
         f.debug_struct("SinkProcessor")
             .field("lake", &self.shared.lake.to_string())
-            .field("flows_topic", &self.flows.topic())
-            .field("edges_topic", &self.edges.topic())
+            .field("topics", &topics)
             .finish_non_exhaustive()
+    }
+}
+
+impl<R: SinkRecord> DatasetLane<R> {
+    fn boxed(topic: String, policy: RollPolicy) -> Result<Box<dyn Lane>, CodecError> {
+        Ok(Box::new(DatasetLane::<R> {
+            codec: AvroCodec::new()?,
+            buffers: Buffers::new(topic, policy),
+        }))
     }
 }
 
@@ -142,10 +223,11 @@ impl SinkProcessor {
         }
         .properties()?;
         Ok(SinkProcessor {
-            flows_codec: AvroCodec::new()?,
-            edges_codec: AvroCodec::new()?,
-            flows: Buffers::new(topics.flows, policy),
-            edges: Buffers::new(topics.edges, policy),
+            // The datasets: one registration each.
+            lanes: vec![
+                DatasetLane::<EnrichedFlow>::boxed(topics.flows, policy)?,
+                DatasetLane::<FlowEdge>::boxed(topics.edges, policy)?,
+            ],
             shared: Arc::new(Shared {
                 lake,
                 properties,
@@ -156,7 +238,15 @@ impl SinkProcessor {
 
     /// Buffers held in memory, open or waiting to be written.
     pub fn buffer_count(&self) -> usize {
-        self.flows.buffer_count() + self.edges.buffer_count()
+        self.lanes.iter().map(|l| l.buffer_count()).sum()
+    }
+
+    fn lane(&self, topic: &str) -> Option<&dyn Lane> {
+        self.lanes.iter().find(|l| l.topic() == topic).map(|l| &**l)
+    }
+
+    fn lane_mut(&mut self, topic: &str) -> Option<&mut Box<dyn Lane>> {
+        self.lanes.iter_mut().find(|l| l.topic() == topic)
     }
 
     /// Writes every sealed buffer, at most [`MAX_CONCURRENT_WRITES`] at a time, and forgets
@@ -164,22 +254,28 @@ impl SinkProcessor {
     /// returns an error.
     async fn write_sealed(&mut self) -> Result<(), ProcessorError> {
         let shared = Arc::clone(&self.shared);
-        let jobs: Vec<WriteJob> = jobs(&self.flows, &shared)
-            .chain(jobs(&self.edges, &shared))
+        let jobs: Vec<(usize, WriteJob)> = self
+            .lanes
+            .iter()
+            .enumerate()
+            .flat_map(|(lane, l)| l.jobs(&shared).into_iter().map(move |job| (lane, job)))
             .collect();
         let mut failure = None;
         if !jobs.is_empty() {
-            let done: Vec<(Dataset, u64, Result<(), EncodeError>)> = futures::stream::iter(jobs)
-                .map(|job| job.run(&shared))
+            let done: Vec<(usize, u64, Result<(), EncodeError>)> = futures::stream::iter(jobs)
+                .map(|(lane, job)| {
+                    let shared = &shared;
+                    async move {
+                        let (_, id, result) = job.run(shared).await;
+                        (lane, id, result)
+                    }
+                })
                 .buffer_unordered(MAX_CONCURRENT_WRITES)
                 .collect()
                 .await;
-            for (dataset, id, result) in done {
+            for (lane, id, result) in done {
                 match result {
-                    Ok(()) => match dataset {
-                        Dataset::Flows => self.flows.complete(id),
-                        Dataset::Edges => self.edges.complete(id),
-                    },
+                    Ok(()) => self.lanes[lane].complete(id),
                     Err(e) => failure = failure.or(Some(e)),
                 }
             }
@@ -259,28 +355,22 @@ fn malformed(error: CodecError) -> Rejection {
 
 impl Processor for SinkProcessor {
     fn process(&mut self, input: &Input<'_>, _out: &mut Outputs) -> Result<(), Rejection> {
-        let payload = input.payload.unwrap_or_default();
-        let now = SystemTime::now();
-        let pushed = if input.topic == self.flows.topic() {
-            let record = self.flows_codec.decode(payload).map_err(malformed)?;
-            self.flows
-                .push(input.partition, input.offset, record, payload.len(), now)
-        } else if input.topic == self.edges.topic() {
-            let record = self.edges_codec.decode(payload).map_err(malformed)?;
-            self.edges
-                .push(input.partition, input.offset, record, payload.len(), now)
-        } else {
-            return Err(Rejection::new(
+        let topics: Vec<String> = self
+            .lanes
+            .iter()
+            .map(|l| format!("{:?}", l.topic()))
+            .collect();
+        match self.lane_mut(input.topic) {
+            Some(lane) => lane.push(input, SystemTime::now()),
+            None => Err(Rejection::new(
                 "unexpected_topic",
                 format!(
-                    "topic {:?} is neither the flows topic {:?} nor the edges topic {:?}",
+                    "topic {:?} is none of the sink's topics ({})",
                     input.topic,
-                    self.flows.topic(),
-                    self.edges.topic()
+                    topics.join(", ")
                 ),
-            ));
-        };
-        pushed.map_err(|e| Rejection::new("invalid_event_time", e.to_string()))
+            )),
+        }
     }
 
     async fn flush_due(
@@ -288,8 +378,9 @@ impl Processor for SinkProcessor {
         now: SystemTime,
         _out: &mut Outputs,
     ) -> Result<(), ProcessorError> {
-        self.flows.seal_due(now);
-        self.edges.seal_due(now);
+        for lane in &mut self.lanes {
+            lane.seal_due(now);
+        }
         self.write_sealed().await
     }
 
@@ -297,22 +388,20 @@ impl Processor for SinkProcessor {
     /// drain's checkpoint), the second writes them.
     async fn on_shutdown(&mut self, _out: &mut Outputs) -> Result<(), ProcessorError> {
         self.write_sealed().await?;
-        self.flows.seal_all();
-        self.edges.seal_all();
+        for lane in &mut self.lanes {
+            lane.seal_all();
+        }
         Ok(())
     }
 
     fn held_from(&self, partition: &TopicPartition) -> Option<i64> {
-        if partition.topic == self.flows.topic() {
-            self.flows.held_from(partition)
-        } else {
-            self.edges.held_from(partition)
-        }
+        self.lane(&partition.topic)?.held_from(partition)
     }
 
     fn on_revoked(&mut self, partitions: &[TopicPartition]) {
-        self.flows.drop_partitions(partitions);
-        self.edges.drop_partitions(partitions);
+        for lane in &mut self.lanes {
+            lane.drop_partitions(partitions);
+        }
         self.shared
             .metrics
             .open_buffers
@@ -320,11 +409,7 @@ impl Processor for SinkProcessor {
     }
 
     fn checkpoint_state(&self, partition: &TopicPartition) -> Option<String> {
-        let rolls = if partition.topic == self.flows.topic() {
-            self.flows.recorded(partition.partition)
-        } else {
-            self.edges.recorded(partition.partition)
-        };
+        let rolls = self.lane(&partition.topic)?.recorded(partition.partition);
         if rolls.is_empty() {
             return None;
         }
@@ -348,17 +433,16 @@ impl Processor for SinkProcessor {
                 state.rolls
             }
         };
-        if partition.topic == self.flows.topic() {
-            self.flows.restore_rolls(partition.partition, rolls);
-        } else {
-            self.edges.restore_rolls(partition.partition, rolls);
+        if let Some(lane) = self.lane_mut(&partition.topic) {
+            lane.restore_rolls(partition.partition, rolls);
         }
         Ok(())
     }
 
     fn on_committed(&mut self) {
-        self.flows.mark_durable();
-        self.edges.mark_durable();
+        for lane in &mut self.lanes {
+            lane.mark_durable();
+        }
     }
 }
 
