@@ -9,14 +9,19 @@
 //! `g/topic/partition`, each in its own producer batch (some brokers cannot resume
 //! inside a batch), on the partition of the checkpoint topic the key hashes to.
 //!
-//! Ownership and fencing: an instance that is assigned `p` reads the latest valid
-//! checkpoint and appends a **claim** — a record of kind `claim` with a new owner id that
-//! repeats the checkpoint it restored. Valid records are the latest claim and the
-//! checkpoints after it written by the same owner; anything an earlier owner writes after
-//! a newer claim (an instance that lost the partition and does not know it yet) is ignored
-//! by every reader. An owner refreshes its claim every [`CLAIM_REFRESH`] after checking
-//! that no other claim came after its own, so the reader's backward scan stays short, and
-//! an owner that finds a newer claim stops writing for that partition.
+//! Ownership and fencing: every record carries the **epoch** of its owner's claim. An
+//! instance that is assigned `p` reads the latest valid checkpoint and appends a claim —
+//! a record of kind `claim` with the next epoch, repeating the checkpoint it restored.
+//! The valid checkpoint is the latest record of the highest epoch: anything an earlier
+//! owner writes after a newer claim (an instance that lost the partition and does not
+//! know it yet) has a lower epoch and is ignored by every reader. An owner re-appends its
+//! checkpoint at least every [`CLAIM_REFRESH`], after checking that no record of a newer
+//! epoch (or of its own epoch by another owner) came after its own; if one did, the
+//! partition is lost and the stage stops so that it rejoins its group cleanly. A reader
+//! therefore finds the current owner's records within the last [`CLAIM_REFRESH`] of the
+//! topic, and a stale owner's writes at most [`STALE_WRITES`] after the claim that
+//! superseded it: its backward scan stops once it has covered that span before the newest
+//! record of the partition.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +44,11 @@ pub const DEFAULT_CHECKPOINT_TOPIC: &str = "flowlake.checkpoints";
 /// How often an owner re-appends its claim (after checking it still owns the partition),
 /// so the latest claim is never far from the end of the topic for an owned partition.
 pub const CLAIM_REFRESH: Duration = Duration::from_secs(30);
+
+/// How long after a newer claim a stale owner may still write (its next ownership check,
+/// plus a batch in flight): the reader scans back this far past the newest record it
+/// finds, so the highest epoch is never missed.
+pub const STALE_WRITES: Duration = Duration::from_secs(300);
 
 /// How long a checkpoint read or write may take before it is reported as failed.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,6 +74,17 @@ pub enum CheckpointError {
         offset: i64,
         /// What is wrong.
         reason: String,
+    },
+    /// Another instance claimed a partition this one still processes (this one lost it
+    /// without a revocation: a `max.poll.interval.ms` kick, a network partition).
+    #[error(
+        "partition {topic}/{partition} was claimed by another instance; stopping so that this one rejoins its group"
+    )]
+    Fenced {
+        /// Input topic.
+        topic: String,
+        /// Input partition.
+        partition: i32,
     },
     /// Reading the checkpoint topic did not finish in time.
     #[error("checkpoint topic {topic}: no answer within {timeout:?}")]
@@ -156,6 +177,8 @@ pub struct CheckpointRecord {
     pub kind: RecordKind,
     /// The owner that wrote it: unique per claim.
     pub owner: String,
+    /// The epoch of the owner's claim: one more than the highest epoch before it.
+    pub epoch: u64,
     /// Consumer group.
     pub group: String,
     /// Input topic.
@@ -171,13 +194,19 @@ pub struct CheckpointRecord {
 pub struct Claim {
     /// The owner id written in the claim.
     pub owner: String,
-    /// Offset of the claim record in the checkpoint topic.
+    /// The claim's epoch.
+    pub epoch: u64,
+    /// Offset of this owner's latest record in the checkpoint topic: ownership checks
+    /// read from there.
     pub offset: i64,
     /// Partition of the checkpoint topic holding this key.
     pub checkpoint_partition: i32,
     /// When the claim was last written or refreshed.
     pub refreshed: Instant,
 }
+
+/// A record read back: (offset, key, Kafka timestamp in ms, record).
+type ReadRecord = (i64, String, Option<i64>, CheckpointRecord);
 
 /// Reads and writes one group's checkpoints.
 pub struct CheckpointStore {
@@ -290,7 +319,9 @@ impl CheckpointStore {
     pub fn claim(&self, tp: &TopicPartition) -> Result<(Claim, Resume), CheckpointError> {
         let key = self.key(tp);
         let partition = self.checkpoint_partition(&key)?;
-        let resume = self.read_latest(&key, partition)?.unwrap_or_default();
+        let latest = self.read_latest(&key, partition)?;
+        let epoch = latest.as_ref().map_or(0, |r| r.epoch) + 1;
+        let resume = latest.map(|r| r.resume).unwrap_or_default();
         let n = self
             .claims
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -299,6 +330,7 @@ impl CheckpointStore {
             version: 1,
             kind: RecordKind::Claim,
             owner: owner.clone(),
+            epoch,
             group: self.group.clone(),
             topic: tp.topic.clone(),
             partition: tp.partition,
@@ -308,6 +340,7 @@ impl CheckpointStore {
         Ok((
             Claim {
                 owner,
+                epoch,
                 offset,
                 checkpoint_partition: partition,
                 refreshed: Instant::now(),
@@ -328,6 +361,7 @@ impl CheckpointStore {
             version: 1,
             kind,
             owner: claim.owner.clone(),
+            epoch: claim.epoch,
             group: self.group.clone(),
             topic: tp.topic.clone(),
             partition: tp.partition,
@@ -364,8 +398,9 @@ impl CheckpointStore {
         }
     }
 
-    /// True while no other owner has claimed `tp` after `claim` (blocking read of the
-    /// checkpoint topic from the claim on).
+    /// True while no record of `tp` with a newer epoch, or of the same epoch by another
+    /// owner, came after `claim`'s latest record (blocking read of the checkpoint topic
+    /// from there on).
     pub fn still_owner(&self, tp: &TopicPartition, claim: &Claim) -> Result<bool, CheckpointError> {
         let key = self.key(tp);
         let (_, high) = self
@@ -373,57 +408,66 @@ impl CheckpointStore {
             .fetch_watermarks(&self.topic, claim.checkpoint_partition, IO_TIMEOUT)
             .map_err(|e| self.kafka(e))?;
         let records = self.read_range(claim.checkpoint_partition, claim.offset + 1, high)?;
-        Ok(!records
-            .iter()
-            .any(|(_, k, r)| *k == key && r.kind == RecordKind::Claim && r.owner != claim.owner))
+        Ok(!records.iter().any(|(_, k, _, r)| {
+            *k == key
+                && (r.epoch > claim.epoch || (r.epoch == claim.epoch && r.owner != claim.owner))
+        }))
     }
 
-    /// The latest valid checkpoint of `key`: scans back from the end of the partition in
-    /// growing windows until it finds the latest claim of `key`.
-    fn read_latest(&self, key: &str, partition: i32) -> Result<Option<Resume>, CheckpointError> {
+    /// The valid checkpoint of `key`: the latest record of the highest epoch. Scans back
+    /// from the end of the partition in growing windows until it has found a record of
+    /// `key` and covered [`STALE_WRITES`] before the newest one found.
+    fn read_latest(
+        &self,
+        key: &str,
+        partition: i32,
+    ) -> Result<Option<CheckpointRecord>, CheckpointError> {
         let (low, high) = self
             .reader
             .fetch_watermarks(&self.topic, partition, IO_TIMEOUT)
             .map_err(|e| self.kafka(e))?;
+        let stale_millis = i64::try_from(STALE_WRITES.as_millis()).unwrap_or(i64::MAX);
         let mut end = high;
         let mut window: i64 = 256;
-        // Records of `key` after the latest claim, newest last.
-        let mut after_claim: Vec<CheckpointRecord> = Vec::new();
+        let mut best: Option<CheckpointRecord> = None;
+        let mut newest_millis: Option<i64> = None;
         while end > low {
             let start = end.saturating_sub(window).max(low);
             let records = self.read_range(partition, start, end)?;
-            let mut ours: Vec<CheckpointRecord> = records
-                .into_iter()
-                .filter(|(_, k, _)| k == key)
-                .map(|(_, _, r)| r)
-                .collect();
-            while let Some(record) = ours.pop() {
-                if record.kind == RecordKind::Claim {
-                    let owner = record.owner.clone();
-                    let latest = after_claim
-                        .into_iter()
-                        .rev()
-                        .find(|r| r.owner == owner)
-                        .unwrap_or(record);
-                    return Ok(Some(latest.resume));
+            let oldest_millis = records.first().and_then(|(_, _, t, _)| *t);
+            // Newest first: the first record of the highest epoch met is the valid one.
+            for (_, k, millis, record) in records.into_iter().rev() {
+                if k != key {
+                    continue;
                 }
-                after_claim.insert(0, record);
+                if newest_millis.is_none() {
+                    newest_millis = Some(millis.unwrap_or(i64::MAX));
+                }
+                if best.as_ref().is_none_or(|b| record.epoch > b.epoch) {
+                    best = Some(record);
+                }
+            }
+            let covered = match (newest_millis, oldest_millis) {
+                (Some(newest), Some(oldest)) => oldest <= newest.saturating_sub(stale_millis),
+                _ => false,
+            };
+            if covered {
+                break;
             }
             end = start;
             window = window.saturating_mul(4);
         }
-        // No claim at all (a topic written by hand, or truncated by retention): the newest
-        // record is the best there is.
-        Ok(after_claim.pop().map(|r| r.resume))
+        Ok(best)
     }
 
-    /// Records of checkpoint partition `partition` in `[start, end)`: (offset, key, record).
+    /// Records of checkpoint partition `partition` in `[start, end)`: (offset, key, Kafka
+    /// timestamp in ms, record).
     fn read_range(
         &self,
         partition: i32,
         start: i64,
         end: i64,
-    ) -> Result<Vec<(i64, String, CheckpointRecord)>, CheckpointError> {
+    ) -> Result<Vec<ReadRecord>, CheckpointError> {
         let mut out = Vec::new();
         if start >= end {
             return Ok(out);
@@ -467,7 +511,7 @@ impl CheckpointStore {
                             offset,
                             reason: e.to_string(),
                         })?;
-                    out.push((offset, key, record));
+                    out.push((offset, key, message.timestamp().to_millis(), record));
                 }
             }
         }
@@ -515,6 +559,7 @@ mod tests {
             version: 1,
             kind: RecordKind::Checkpoint,
             owner: "1-a-0".into(),
+            epoch: 3,
             group: "g".into(),
             topic: "t".into(),
             partition: 3,

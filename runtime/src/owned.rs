@@ -135,13 +135,10 @@ impl OwnedPartitions {
                 marks,
                 state: processor.checkpoint_state(tp),
             };
-            let kind = if refresh {
-                RecordKind::Claim
-            } else if resume != owned.written {
-                RecordKind::Checkpoint
-            } else {
+            if !refresh && resume == owned.written {
                 continue;
-            };
+            }
+            let kind = RecordKind::Checkpoint;
             due.push(DueCheckpoint {
                 partition: tp.clone(),
                 claim: owned.claim.clone(),
@@ -152,15 +149,14 @@ impl OwnedPartitions {
         due
     }
 
-    /// `checkpoint` was acknowledged.
-    pub(crate) fn written(&mut self, checkpoint: DueCheckpoint) {
+    /// `checkpoint` was acknowledged at `offset` of the checkpoint topic.
+    pub(crate) fn written(&mut self, checkpoint: DueCheckpoint, offset: i64) {
         let tp = &checkpoint.partition;
         if let Some(owned) = self.get_mut(&tp.topic, tp.partition)
             && owned.claim.owner == checkpoint.claim.owner
         {
-            if checkpoint.kind == RecordKind::Claim {
-                owned.claim.refreshed = Instant::now();
-            }
+            owned.claim.refreshed = Instant::now();
+            owned.claim.offset = owned.claim.offset.max(offset);
             owned.written = checkpoint.resume;
         }
     }
@@ -218,6 +214,7 @@ mod tests {
     fn claim(owner: &str) -> Claim {
         Claim {
             owner: owner.into(),
+            epoch: 1,
             offset: 0,
             checkpoint_partition: 0,
             refreshed: Instant::now(),
@@ -248,7 +245,7 @@ mod tests {
         let due = owned.due_checkpoints(processor, false);
         let offsets = due.iter().map(|d| d.resume.offset).collect();
         for checkpoint in due {
-            owned.written(checkpoint);
+            owned.written(checkpoint, 0);
         }
         offsets
     }
@@ -319,7 +316,7 @@ mod tests {
             resume: Resume::default(),
         });
         for checkpoint in due {
-            owned.written(checkpoint);
+            owned.written(checkpoint, 0);
         }
         assert!(owned.storable().is_empty());
     }

@@ -224,7 +224,7 @@ pub async fn run_stage<P: Processor>(
             let refresh = last_refresh.elapsed() >= CLAIM_REFRESH;
             if refresh {
                 last_refresh = Instant::now();
-                fence(&checkpoints, &mut owned, &mut processor, stage);
+                fence(&checkpoints, &owned, stage)?;
             }
             let due = owned.due_checkpoints(&processor, refresh);
             write_checkpoints(&checkpoints, &mut owned, due, &mut metrics).await?;
@@ -395,42 +395,36 @@ async fn write_checkpoints(
         .map(|d| checkpoints.write(&d.partition, &d.claim, d.kind, d.resume.clone()));
     let results = futures::future::join_all(writes).await;
     for (checkpoint, result) in due.into_iter().zip(results) {
-        result.map_err(RuntimeError::Checkpoint)?;
+        let offset = result.map_err(RuntimeError::Checkpoint)?;
         metrics.checkpoints.increment(1);
-        owned.written(checkpoint);
+        owned.written(checkpoint, offset);
     }
     Ok(())
 }
 
-/// Stops writing for partitions another owner has claimed since (this instance lost them
-/// without a revocation: a `max.poll.interval.ms` kick, a network partition).
-fn fence<P: Processor>(
+/// Checks that no other instance claimed an owned partition since this one last wrote
+/// its checkpoint. One that did means this instance lost it without a revocation (a
+/// `max.poll.interval.ms` kick, a network partition): the stage stops rather than write
+/// more for it, and its restart rejoins the group with a fresh assignment.
+fn fence(
     checkpoints: &CheckpointStore,
-    owned: &mut OwnedPartitions,
-    processor: &mut P,
+    owned: &OwnedPartitions,
     stage: &str,
-) {
-    let mut lost = Vec::new();
+) -> Result<(), RuntimeError> {
     for (tp, claim) in owned.claims() {
         match checkpoints.still_owner(&tp, &claim) {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(
-                    stage,
-                    topic = tp.topic,
-                    partition = tp.partition,
-                    "another instance claimed this partition; dropping it"
-                );
-                lost.push(tp);
+                return Err(RuntimeError::Checkpoint(CheckpointError::Fenced {
+                    topic: tp.topic,
+                    partition: tp.partition,
+                }));
             }
-            // Unknown: keep going; the next refresh checks again.
+            // Unknown (broker unreachable): the next refresh checks again.
             Err(e) => tracing::warn!(stage, error = %e, "cannot check partition ownership"),
         }
     }
-    if !lost.is_empty() {
-        processor.on_revoked(&lost);
-        owned.forget(&lost);
-    }
+    Ok(())
 }
 
 /// Restores newly claimed partitions into the processor and drops revoked ones, and the
