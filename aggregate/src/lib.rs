@@ -31,6 +31,7 @@
 //! same). Revision numbers are per process and per window, not unique ids (see
 //! [`windows`]).
 
+pub mod budget;
 pub mod edge;
 pub mod metrics;
 pub mod processor;

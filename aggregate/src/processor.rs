@@ -82,7 +82,7 @@ impl AggregateProcessor {
             decoder: AvroCodec::new()?,
             encoder: AvroCodec::new()?,
             partitions: Vec::new(),
-            metrics: AggregateMetrics::new(),
+            metrics: AggregateMetrics::with_max_series(settings.metric_max_series),
             clock: SystemTime::now,
         })
     }
