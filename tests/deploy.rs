@@ -1,8 +1,20 @@
-//! The shipped Prometheus rules are valid for promtool, and every metric they name
-//! literally is one a stage's metric catalog declares (so a renamed metric breaks this test,
-//! not a silent alert).
+//! What `deploy/` ships works with the tools it is for:
+//! - the Prometheus rules are valid for promtool, pass their unit tests
+//!   (`flowlake-alerts.test.yaml`), and every metric they name literally is one a stage's
+//!   metric catalog declares (so a renamed metric breaks this test, not a silent alert);
+//! - the Kubernetes manifests, rendered from the kustomize base and example overlay, pass
+//!   `kubernetes-validate` at a pinned Kubernetes version and the Prometheus Operator's CRD
+//!   schemas, and every stage binary accepts the config file its ConfigMap gives it.
 
+mod stages;
 mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The Kubernetes version the manifests are validated against: the oldest minor release
+/// still in upstream support when they were written (1.31); newer API servers accept them.
+const KUBERNETES_VERSION: &str = "1.31.0";
 
 fn rules_path() -> std::path::PathBuf {
     support::repo_root().join("deploy/prometheus/flowlake-alerts.yaml")
@@ -40,5 +52,85 @@ fn alerting_rules_name_only_declared_metrics() {
             rules.contains(&format!("flowlake_[a-z]+_{suffix}")),
             "{suffix}"
         );
+    }
+}
+
+#[test]
+fn kubernetes_manifests_validate() {
+    let root = support::repo_root();
+    let kubectl = support::kubectl()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let report = support::run_python_json(
+        "check_manifests.py",
+        &[&root.display().to_string(), KUBERNETES_VERSION, &kubectl],
+    );
+    let resources = &report["resources"]["overlays/example"];
+    assert_eq!(resources["Deployment"], 5, "{report}");
+    assert_eq!(resources["ServiceMonitor"], 5, "{report}");
+    assert_eq!(resources["PodDisruptionBudget"], 4, "{report}");
+    assert_eq!(resources["PrometheusRule"], 1, "{report}");
+    let podmonitor = &report["resources"]["overlays/example+components/podmonitor"];
+    assert_eq!(podmonitor["PodMonitor"], 5, "{report}");
+    assert!(podmonitor.get("ServiceMonitor").is_none(), "{report}");
+    eprintln!(
+        "rendered with kubectl kustomize as a cross-check: {}",
+        report["kubectl"]
+    );
+}
+
+/// Starts each stage binary on the config file the ConfigMap mounts for it (brokers, cluster
+/// id and lake as the Deployment's environment gives them, pointing nowhere): a file the
+/// binary refuses makes it exit 2 at once, naming the field; an accepted one leaves it
+/// running, trying to reach the brokers.
+#[test]
+fn every_stage_accepts_its_configmap_file() {
+    let root = support::repo_root();
+    let report = support::run_python_json(
+        "check_manifests.py",
+        &[&root.display().to_string(), KUBERNETES_VERSION, ""],
+    );
+    let configs = report["configs"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(configs.len(), 5, "{report}");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let lake = format!("file://{}", dir.path().join("lake").display());
+    for (binary, text) in configs {
+        let text = text.as_str().unwrap_or_else(|| panic!("{binary}"));
+        let path = dir.path().join(format!("{binary}.toml"));
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        let unreachable = format!("127.0.0.1:{}", support::free_port());
+        let http = format!("127.0.0.1:{}", support::free_port());
+        let mut child = Command::new(stages::stage_bin(binary))
+            .arg(format!("--config={}", path.display()))
+            .args(["--http-listen", &http])
+            .env("FLOWLAKE_BROKERS", &unreachable)
+            .env("FLOWLAKE_CLUSTER_ID", "prod-eu-1")
+            .env("FLOWLAKE_LAKE_URL", &lake)
+            // The publisher finds no cluster here; it must get past its config first.
+            .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{binary}: {e}"));
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+                break Some(status);
+            }
+            if started.elapsed() > Duration::from_secs(3) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            status.and_then(|s| s.code()) != Some(2),
+            "{binary} refused its ConfigMap file:\n{text}\n--- stderr ---\n{stderr}"
+        );
+        assert!(!stderr.contains("invalid config"), "{binary}: {stderr}");
     }
 }

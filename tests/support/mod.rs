@@ -125,6 +125,28 @@ pub fn promtool() -> PathBuf {
     )
 }
 
+/// The Prometheus server, from the same Debian package as promtool.
+pub fn prometheus() -> PathBuf {
+    locate(
+        "FLOWLAKE_PROMETHEUS",
+        vec![
+            on_path("prometheus"),
+            Some(cache_dir().join("prometheus/usr/bin/prometheus")),
+        ],
+        "prometheus",
+    )
+}
+
+/// `kubectl`, when one is installed (`FLOWLAKE_KUBECTL` or on `PATH`): its built-in
+/// kustomize cross-checks the manifests' rendering. No registry the tests install from
+/// carries it, so it is optional.
+pub fn kubectl() -> Option<PathBuf> {
+    match std::env::var_os("FLOWLAKE_KUBECTL").filter(|p| !p.is_empty()) {
+        Some(path) => Some(PathBuf::from(path)).filter(|p| p.is_file()),
+        None => on_path("kubectl"),
+    }
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read, release).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -968,4 +990,16 @@ pub fn promtool_check_rules(files: &[&Path]) {
         ok,
         "promtool check rules {files:?} failed:\n{stdout}{stderr}"
     );
+}
+
+/// `promtool test rules FILE…` (rule unit tests); panics with its output on failure.
+pub fn promtool_test_rules(files: &[&Path]) -> String {
+    let mut cmd = Command::new(promtool());
+    cmd.args(["test", "rules"]).args(files);
+    let (ok, stdout, stderr) = run_with_stdin(cmd, b"");
+    assert!(
+        ok,
+        "promtool test rules {files:?} failed:\n{stdout}{stderr}"
+    );
+    stdout
 }
