@@ -4,6 +4,7 @@
 #   FLOWLAKE_PYTHON     a venv python with moto (S3 server), duckdb, pyarrow, fastavro, confluent-kafka,
 #                       kubernetes-validate and jsonschema (policy validation)
 #   FLOWLAKE_PROMTOOL   promtool, unpacked from Debian's `prometheus` package (no service started)
+#   FLOWLAKE_PROMETHEUS the Prometheus server of the same package (tests start it on loopback)
 # and checks the C toolchain that librdkafka's build (rdkafka-sys) needs.
 #
 # Idempotent and quick when everything is there. Run it (`bash scripts/install-test-deps.sh`)
@@ -123,34 +124,39 @@ _fl_install_python() {
   _fl_log "python: $FLOWLAKE_PYTHON ($("$FLOWLAKE_PYTHON" --version 2>&1), requirements up to date)"
 }
 
-_fl_install_promtool() {
-  local dest="$FLOWLAKE_CACHE/prometheus" bin="" tmp
-  if [ -n "${FLOWLAKE_PROMTOOL:-}" ] && [ -x "$FLOWLAKE_PROMTOOL" ]; then
-    bin=$FLOWLAKE_PROMTOOL
-  elif command -v promtool >/dev/null 2>&1; then
-    bin=$(command -v promtool)
-  elif [ -x "$dest/usr/bin/promtool" ]; then
-    bin=$dest/usr/bin/promtool
+_fl_install_prometheus() {
+  local dest="$FLOWLAKE_CACHE/prometheus" tmp
+  if [ -n "${FLOWLAKE_PROMTOOL:-}" ] && [ -x "$FLOWLAKE_PROMTOOL" ] \
+    && [ -n "${FLOWLAKE_PROMETHEUS:-}" ] && [ -x "$FLOWLAKE_PROMETHEUS" ]; then
+    :
+  elif command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
+    FLOWLAKE_PROMTOOL=$(command -v promtool)
+    FLOWLAKE_PROMETHEUS=$(command -v prometheus)
   else
-    command -v apt-get >/dev/null 2>&1 || _fl_die "promtool not found and no apt-get to fetch Debian's prometheus package"
-    tmp=$(mktemp -d)
-    _fl_log "promtool: apt-get download prometheus, unpacked into $dest"
-    # Download only: unpacking the .deb ourselves installs no service and needs no root.
-    if ! (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root prometheus >&2); then
-      _fl_apt_update
-      (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root prometheus >&2)
+    if ! [ -x "$dest/usr/bin/promtool" ] || ! [ -x "$dest/usr/bin/prometheus" ]; then
+      command -v apt-get >/dev/null 2>&1 || _fl_die "promtool/prometheus not found and no apt-get to fetch Debian's prometheus package"
+      tmp=$(mktemp -d)
+      _fl_log "prometheus: apt-get download prometheus, unpacked into $dest"
+      # Download only: unpacking the .deb ourselves installs no service and needs no root.
+      if ! (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root prometheus >&2); then
+        _fl_apt_update
+        (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root prometheus >&2)
+      fi
+      dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+      # promtool checks metrics and rules; the server proves the dashboards' queries (its
+      # HTTP API needs none of the web assets, which are left out).
+      rm -rf "$dest"
+      mkdir -p "$dest/usr/bin"
+      mv "$tmp/root/usr/bin/promtool" "$tmp/root/usr/bin/prometheus" "$dest/usr/bin/"
+      rm -rf "$tmp"
     fi
-    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
-    # Keep promtool only: the server binary and its web assets are ~50 MB we never run.
-    rm -rf "$dest"
-    mkdir -p "$dest/usr/bin"
-    mv "$tmp/root/usr/bin/promtool" "$dest/usr/bin/promtool"
-    rm -rf "$tmp"
-    bin=$dest/usr/bin/promtool
+    FLOWLAKE_PROMTOOL=$dest/usr/bin/promtool
+    FLOWLAKE_PROMETHEUS=$dest/usr/bin/prometheus
   fi
-  "$bin" --version >/dev/null 2>&1 || _fl_die "$bin --version failed"
-  FLOWLAKE_PROMTOOL=$bin
-  _fl_log "promtool: $bin ($("$bin" --version 2>&1 | head -n 1))"
+  "$FLOWLAKE_PROMTOOL" --version >/dev/null 2>&1 || _fl_die "$FLOWLAKE_PROMTOOL --version failed"
+  "$FLOWLAKE_PROMETHEUS" --version >/dev/null 2>&1 || _fl_die "$FLOWLAKE_PROMETHEUS --version failed"
+  _fl_log "promtool: $FLOWLAKE_PROMTOOL ($("$FLOWLAKE_PROMTOOL" --version 2>&1 | head -n 1))"
+  _fl_log "prometheus: $FLOWLAKE_PROMETHEUS ($("$FLOWLAKE_PROMETHEUS" --version 2>&1 | head -n 1))"
 }
 
 # librdkafka is built from source by rdkafka-sys (./configure && make, no cmake): it needs a C
@@ -186,11 +192,11 @@ _fl_main() {
   _fl_check_build_deps
   _fl_install_tansu
   _fl_install_python
-  _fl_install_promtool
+  _fl_install_prometheus
   exec {lock_fd}>&-
-  export FLOWLAKE_CACHE FLOWLAKE_TANSU_BIN FLOWLAKE_PYTHON FLOWLAKE_PROMTOOL
-  printf 'FLOWLAKE_TANSU_BIN=%s\nFLOWLAKE_PYTHON=%s\nFLOWLAKE_PROMTOOL=%s\n' \
-    "$FLOWLAKE_TANSU_BIN" "$FLOWLAKE_PYTHON" "$FLOWLAKE_PROMTOOL"
+  export FLOWLAKE_CACHE FLOWLAKE_TANSU_BIN FLOWLAKE_PYTHON FLOWLAKE_PROMTOOL FLOWLAKE_PROMETHEUS
+  printf 'FLOWLAKE_TANSU_BIN=%s\nFLOWLAKE_PYTHON=%s\nFLOWLAKE_PROMTOOL=%s\nFLOWLAKE_PROMETHEUS=%s\n' \
+    "$FLOWLAKE_TANSU_BIN" "$FLOWLAKE_PYTHON" "$FLOWLAKE_PROMTOOL" "$FLOWLAKE_PROMETHEUS"
 }
 
 _fl_main

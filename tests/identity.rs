@@ -600,7 +600,7 @@ async fn enrich_bootstraps_from_the_identity_topic_and_enriches_with_it() {
 
 #[test]
 fn the_rbac_grants_only_read_access_to_the_identity_kinds() {
-    let path = support::repo_root().join("deploy/kubernetes/rbac.yaml");
+    let path = support::repo_root().join("deploy/kubernetes/base/rbac.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
     let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
         .map(|d| {

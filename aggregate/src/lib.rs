@@ -24,6 +24,9 @@
 //!   (input topic, partition, highest offset folded into the window). Shutdown emits
 //!   nothing (a restart rebuilds open windows by replay); [`AggregateProcessor::drain_all`]
 //!   closes everything for bounded runs.
+//! - **Business metrics** are counted per emitted edge ([`metrics`]) under a cardinality
+//!   budget per metric ([`budget`]): the first `metric_max_series` label sets get their
+//!   own series, later ones fold into their cluster's `other` series.
 //!
 //! Known limits: `distinct_src_pods` is exact up to `max_distinct_src_pods` per edge and
 //! window, a lower bound beyond. Idle closes depend on processing time, so a replay may
@@ -31,6 +34,7 @@
 //! same). Revision numbers are per process and per window, not unique ids (see
 //! [`windows`]).
 
+pub mod budget;
 pub mod edge;
 pub mod metrics;
 pub mod processor;

@@ -34,6 +34,9 @@ struct Args {
     /// Close a partition's windows after its input is quiet this long.
     #[arg(long, env = "FLOWLAKE_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
     idle_timeout: Option<Duration>,
+    /// Label sets per business metric with their own series; the rest are counted as other.
+    #[arg(long, env = "FLOWLAKE_METRIC_MAX_SERIES")]
+    metric_max_series: Option<usize>,
 }
 
 /// The config file.
@@ -59,6 +62,7 @@ fn load(args: &Args) -> Result<(ProcessSettings, Topics, AggregateSettings), Con
     settings.window = args.window.unwrap_or(settings.window);
     settings.allowed_lateness = args.allowed_lateness.unwrap_or(settings.allowed_lateness);
     settings.idle_timeout = args.idle_timeout.unwrap_or(settings.idle_timeout);
+    settings.metric_max_series = args.metric_max_series.unwrap_or(settings.metric_max_series);
     let process = ProcessSettings::validated(file.kafka, file.http, file.log, file.runtime)?;
     settings.validate()?;
     Ok((process, topics, settings))

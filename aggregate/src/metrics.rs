@@ -9,15 +9,18 @@
 //! frontier from the runtime's checkpoint, which processors cannot see yet.
 //!
 //! Labels name workloads, never pods or addresses; [`label_set`] is the one place a label
-//! set is built, where the cardinality budget (top series kept, the rest folded into
-//! `other`) will go. Handles are cached per label set, so the cost is per emitted edge,
-//! not per record.
+//! set is built. Each business metric has a cardinality budget ([`crate::budget`]): the
+//! first `aggregate.metric_max_series` label sets get their own series, the flows of any
+//! other label set go to its cluster's `other` series and are counted in [`FOLDED_FLOWS`].
+//! Handles are cached per admitted label set, so the cost is per emitted edge, not per
+//! record, and the cache is bounded by the budget.
 
 use std::collections::HashMap;
 
 use flowlake_schemas::{Action, FlowEdge};
 use metrics::{Counter, Gauge, Label, Unit};
 
+use crate::budget::{self, Admission, SeriesBudget};
 use crate::edge::is_external;
 
 /// Flow records that arrived after their window had closed (emitted as corrections).
@@ -34,6 +37,10 @@ pub const DENIED_FLOWS: &str = "flowlake_denied_flows_total";
 pub const EXTERNAL_EGRESS_FLOWS: &str = "flowlake_external_egress_flows_total";
 /// Bytes sent to destinations outside the cluster in emitted edges (denied flows excluded).
 pub const EXTERNAL_EGRESS_BYTES: &str = "flowlake_external_egress_bytes_total";
+
+/// Flows of emitted edges whose label set was over a business metric's budget and was
+/// counted in its `other` series instead, by `metric` (the business metric's name).
+pub const FOLDED_FLOWS: &str = "flowlake_aggregate_metric_folded_flows_total";
 
 /// Describes every metric of this crate to the installed recorder; call once at start-up.
 pub fn describe() {
@@ -72,6 +79,11 @@ pub fn describe() {
         Unit::Bytes,
         "Bytes sent by non-denied flows to destinations outside the cluster."
     );
+    metrics::describe_counter!(
+        FOLDED_FLOWS,
+        Unit::Count,
+        "Flows counted in a business metric's other series because its label set was over the series budget."
+    );
 }
 
 /// The business counters derived from emitted edges.
@@ -86,6 +98,21 @@ pub enum BusinessMetric {
 }
 
 impl BusinessMetric {
+    /// Every business metric, in the order of their budgets in [`AggregateMetrics`].
+    pub const ALL: [BusinessMetric; 3] = [
+        BusinessMetric::DeniedFlows,
+        BusinessMetric::ExternalEgressFlows,
+        BusinessMetric::ExternalEgressBytes,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            BusinessMetric::DeniedFlows => 0,
+            BusinessMetric::ExternalEgressFlows => 1,
+            BusinessMetric::ExternalEgressBytes => 2,
+        }
+    }
+
     /// The metric name.
     pub fn name(self) -> &'static str {
         match self {
@@ -99,8 +126,8 @@ impl BusinessMetric {
 /// Label names and values of one series, in a fixed order.
 pub type LabelSet = Vec<(&'static str, String)>;
 
-/// The label set of `metric` for `edge`. The single place labels are built: the
-/// cardinality budget will map rare label sets to `other` here.
+/// The label set of `metric` for `edge`: the single place labels are built, before the
+/// cardinality budget decides whether they get their own series.
 pub fn label_set(metric: BusinessMetric, edge: &FlowEdge) -> LabelSet {
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
     let port = edge
@@ -154,9 +181,13 @@ pub struct AggregateMetrics {
     edges_ontime: Counter,
     edges_correction: Counter,
     watermark_lag: Gauge,
-    /// Business counter handles by label set. Grows with the number of distinct edges
-    /// that ever matched a business metric, until the cardinality budget bounds it.
+    /// Business counter handles by admitted label set, and the `other` series: at most
+    /// `max_series` plus one per cluster, per metric.
     business: HashMap<(BusinessMetric, LabelSet), Counter>,
+    /// The admitted label sets, per metric (indexed by `BusinessMetric::index`).
+    budgets: [SeriesBudget; 3],
+    /// [`FOLDED_FLOWS`] per metric (indexed by `BusinessMetric::index`).
+    folded: [Counter; 3],
 }
 
 impl std::fmt::Debug for AggregateMetrics {
@@ -168,8 +199,15 @@ impl std::fmt::Debug for AggregateMetrics {
 }
 
 impl AggregateMetrics {
-    /// Registers the pipeline handles with the current recorder.
+    /// Registers the pipeline handles with the current recorder, with the default budget
+    /// of [`budget::DEFAULT_METRIC_MAX_SERIES`] label sets per business metric.
     pub fn new() -> Self {
+        Self::with_max_series(budget::DEFAULT_METRIC_MAX_SERIES)
+    }
+
+    /// Registers the pipeline handles with the current recorder; each business metric
+    /// admits at most `max_series` label sets (`aggregate.metric_max_series`).
+    pub fn with_max_series(max_series: usize) -> Self {
         AggregateMetrics {
             late_records: metrics::counter!(LATE_RECORDS),
             open_windows: metrics::gauge!(OPEN_WINDOWS),
@@ -177,6 +215,9 @@ impl AggregateMetrics {
             edges_correction: metrics::counter!(EDGES_EMITTED, "revision_kind" => "correction"),
             watermark_lag: metrics::gauge!(WATERMARK_LAG),
             business: HashMap::new(),
+            budgets: BusinessMetric::ALL.map(|_| SeriesBudget::new(max_series)),
+            folded: BusinessMetric::ALL
+                .map(|metric| metrics::counter!(FOLDED_FLOWS, "metric" => metric.name())),
         }
     }
 
@@ -205,19 +246,31 @@ impl AggregateMetrics {
         }
         let flows = non_negative(edge.flows);
         if edge.action == Action::Deny {
-            self.business_counter(BusinessMetric::DeniedFlows, edge)
-                .increment(flows);
+            self.count(BusinessMetric::DeniedFlows, edge, flows, flows);
         } else if is_external(edge.dst_kind) {
-            self.business_counter(BusinessMetric::ExternalEgressFlows, edge)
-                .increment(flows);
-            self.business_counter(BusinessMetric::ExternalEgressBytes, edge)
-                .increment(non_negative(edge.bytes_out));
+            self.count(BusinessMetric::ExternalEgressFlows, edge, flows, flows);
+            let bytes = non_negative(edge.bytes_out);
+            self.count(BusinessMetric::ExternalEgressBytes, edge, bytes, flows);
         }
     }
 
-    fn business_counter(&mut self, metric: BusinessMetric, edge: &FlowEdge) -> &Counter {
+    /// Adds `value` to `metric`'s series for `edge`, or to its `other` series when the
+    /// label set is over the budget (then its `flows` are counted as folded too).
+    fn count(&mut self, metric: BusinessMetric, edge: &FlowEdge, value: u64, flows: u64) {
+        let labels = label_set(metric, edge);
+        let labels = match self.budgets[metric.index()].admit(&labels) {
+            Admission::Admitted => labels,
+            Admission::Folded => {
+                self.folded[metric.index()].increment(flows);
+                budget::fold(&labels)
+            }
+        };
+        self.business_counter(metric, labels).increment(value);
+    }
+
+    fn business_counter(&mut self, metric: BusinessMetric, labels: LabelSet) -> &Counter {
         self.business
-            .entry((metric, label_set(metric, edge)))
+            .entry((metric, labels))
             .or_insert_with_key(|(metric, labels)| {
                 let labels: Vec<Label> = labels
                     .iter()
@@ -304,6 +357,173 @@ mod tests {
                 ("dst_port", "443".to_owned()),
                 ("protocol", "47".to_owned()),
             ]
+        );
+    }
+
+    /// A rendered exposition's sample lines of `name` (without `# HELP`/`# TYPE`).
+    fn samples<'t>(text: &'t str, name: &str) -> Vec<&'t str> {
+        text.lines()
+            .filter(|line| {
+                line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+            })
+            .collect()
+    }
+
+    fn egress_edge(cluster: &str, destination: &str, flows: i64) -> FlowEdge {
+        let mut edge = samples::flow_edge();
+        edge.cluster_id = cluster.into();
+        edge.action = Action::Allow;
+        edge.policy = None;
+        edge.dst_workload = Some(destination.into());
+        edge.flows = flows;
+        edge.bytes_out = flows * 1000;
+        edge
+    }
+
+    fn denied_edge(destination: &str, flows: i64) -> FlowEdge {
+        let mut edge = samples::flow_edge();
+        edge.dst_kind = EndpointKind::Pod;
+        edge.dst_namespace = Some("payments".into());
+        edge.dst_workload = Some(destination.into());
+        edge.flows = flows;
+        edge
+    }
+
+    /// Emits `edges` into a fresh Prometheus recorder with a budget of `max_series` and
+    /// returns its exposition.
+    fn render(max_series: usize, edges: &[FlowEdge]) -> String {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            let mut metrics = AggregateMetrics::with_max_series(max_series);
+            for edge in edges {
+                metrics.edge_emitted(edge);
+            }
+        });
+        handle.render()
+    }
+
+    /// The sample value of the line of `name` whose labels are exactly `labels`.
+    fn value(text: &str, name: &str, labels: &str) -> Option<u64> {
+        let prefix = format!("{name}{{{labels}}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn ten_times_the_budget_of_destinations_keeps_budget_plus_one_series() {
+        const BUDGET: usize = 20;
+        // Distinct destinations with distinct flow counts (1, 2, …), 10× the budget of
+        // each kind, interleaved the way one partition's window emits them.
+        let mut edges = Vec::new();
+        for i in 0..10 * BUDGET {
+            let flows = i64::try_from(i + 1).unwrap_or(i64::MAX);
+            edges.push(egress_edge(
+                "prod-eu-1",
+                &format!("host-{i:03}.example.com"),
+                flows,
+            ));
+            edges.push(denied_edge(&format!("svc-{i:03}"), flows));
+        }
+        // A repeat of an admitted label set goes to its own series, not to `other`.
+        edges.push(egress_edge("prod-eu-1", "host-000.example.com", 1000));
+        let text = render(BUDGET, &edges);
+
+        for name in [DENIED_FLOWS, EXTERNAL_EGRESS_FLOWS, EXTERNAL_EGRESS_BYTES] {
+            assert_eq!(samples(&text, name).len(), BUDGET + 1, "{name}:\n{text}");
+        }
+        // The first BUDGET destinations (flows 1..=20) are admitted; 21..=200 are folded.
+        let folded: u64 = (21..=200).sum();
+        assert_eq!(folded, 19_890);
+        let egress_other = r#"cluster="prod-eu-1",src_namespace="other",src_workload="other",destination="other",dst_port="other",protocol="other""#;
+        assert_eq!(
+            value(&text, EXTERNAL_EGRESS_FLOWS, egress_other),
+            Some(folded)
+        );
+        assert_eq!(
+            value(&text, EXTERNAL_EGRESS_BYTES, egress_other),
+            Some(folded * 1000)
+        );
+        let denied_other = r#"cluster="prod-eu-1",src_namespace="other",src_workload="other",dst_namespace="other",dst_workload="other",dst_port="other",protocol="other",policy="other""#;
+        assert_eq!(value(&text, DENIED_FLOWS, denied_other), Some(folded));
+        // An admitted series carries exactly its own flows.
+        assert_eq!(
+            value(
+                &text,
+                EXTERNAL_EGRESS_FLOWS,
+                r#"cluster="prod-eu-1",src_namespace="shop",src_workload="checkout",destination="host-000.example.com",dst_port="443",protocol="tcp""#
+            ),
+            Some(1001)
+        );
+        assert_eq!(
+            value(
+                &text,
+                DENIED_FLOWS,
+                r#"cluster="prod-eu-1",src_namespace="shop",src_workload="checkout",dst_namespace="payments",dst_workload="svc-019",dst_port="443",protocol="tcp",policy="security/shop/deny-egress""#
+            ),
+            Some(20)
+        );
+        // The folded counter says how many flows each metric folded.
+        for name in [DENIED_FLOWS, EXTERNAL_EGRESS_FLOWS, EXTERNAL_EGRESS_BYTES] {
+            assert_eq!(
+                value(&text, FOLDED_FLOWS, &format!("metric=\"{name}\"")),
+                Some(folded),
+                "{text}"
+            );
+        }
+        // Nothing is lost: admitted plus other equals everything emitted.
+        let total: u64 = samples(&text, EXTERNAL_EGRESS_FLOWS)
+            .iter()
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(total, (1..=200).sum::<u64>() + 1000);
+    }
+
+    #[test]
+    fn each_cluster_gets_its_own_other_series() {
+        let edges = [
+            egress_edge("a", "x.example.com", 1),
+            egress_edge("a", "y.example.com", 2),
+            egress_edge("b", "x.example.com", 4),
+            egress_edge("b", "z.example.com", 8),
+        ];
+        let text = render(1, &edges);
+        let other = |cluster: &str| {
+            format!(
+                r#"cluster="{cluster}",src_namespace="other",src_workload="other",destination="other",dst_port="other",protocol="other""#
+            )
+        };
+        assert_eq!(samples(&text, EXTERNAL_EGRESS_FLOWS).len(), 3, "{text}");
+        assert_eq!(value(&text, EXTERNAL_EGRESS_FLOWS, &other("a")), Some(2));
+        assert_eq!(value(&text, EXTERNAL_EGRESS_FLOWS, &other("b")), Some(12));
+        assert_eq!(
+            value(
+                &text,
+                FOLDED_FLOWS,
+                &format!("metric=\"{EXTERNAL_EGRESS_FLOWS}\"")
+            ),
+            Some(14)
+        );
+    }
+
+    #[test]
+    fn within_the_budget_nothing_is_folded() {
+        let edges = [
+            egress_edge("a", "x.example.com", 1),
+            egress_edge("a", "y.example.com", 2),
+        ];
+        let text = render(2, &edges);
+        assert_eq!(samples(&text, EXTERNAL_EGRESS_FLOWS).len(), 2, "{text}");
+        assert!(!text.contains(r#""other""#), "{text}");
+        assert_eq!(
+            value(
+                &text,
+                FOLDED_FLOWS,
+                &format!("metric=\"{EXTERNAL_EGRESS_FLOWS}\"")
+            ),
+            Some(0)
         );
     }
 }

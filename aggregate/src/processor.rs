@@ -88,7 +88,7 @@ impl AggregateProcessor {
             encoder: AvroCodec::new()?,
             partitions: Vec::new(),
             uncounted: Vec::new(),
-            metrics: AggregateMetrics::new(),
+            metrics: AggregateMetrics::with_max_series(settings.metric_max_series),
             clock: SystemTime::now,
         })
     }

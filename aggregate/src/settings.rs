@@ -10,6 +10,8 @@ use std::time::Duration;
 use flowlake_runtime::ConfigError;
 use serde::{Deserialize, Serialize};
 
+use crate::budget::{DEFAULT_METRIC_MAX_SERIES, METRIC_MAX_SERIES_LIMIT};
+
 /// One day: windows must tile it so that window boundaries fall on the same wall-clock
 /// times every day (and match the sink's hourly/daily partitions).
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
@@ -45,6 +47,12 @@ pub struct AggregateSettings {
     /// `distinct_src_pods` is a lower bound. Bounds memory per edge.
     #[serde(default = "default_max_distinct_src_pods")]
     pub max_distinct_src_pods: usize,
+    /// Label sets per business metric (`flowlake_denied_flows_total`,
+    /// `flowlake_external_egress_flows_total`, `flowlake_external_egress_bytes_total`) that
+    /// get their own series; the flows of further label sets are counted in their
+    /// cluster's `other` series (see the `budget` module for which label sets win).
+    #[serde(default = "default_metric_max_series")]
+    pub metric_max_series: usize,
 }
 
 /// One minute: fine enough for dashboards and for "what talked to what" questions, coarse
@@ -80,6 +88,11 @@ fn default_max_distinct_src_pods() -> usize {
     64
 }
 
+/// [`DEFAULT_METRIC_MAX_SERIES`]; its doc says where the number comes from.
+fn default_metric_max_series() -> usize {
+    DEFAULT_METRIC_MAX_SERIES
+}
+
 impl Default for AggregateSettings {
     fn default() -> Self {
         AggregateSettings {
@@ -88,6 +101,7 @@ impl Default for AggregateSettings {
             idle_timeout: default_idle_timeout(),
             max_future_skew: default_max_future_skew(),
             max_distinct_src_pods: default_max_distinct_src_pods(),
+            metric_max_series: default_metric_max_series(),
         }
     }
 }
@@ -139,6 +153,12 @@ impl AggregateSettings {
                 format!("must be between 1 and {MAX_DISTINCT_SRC_PODS_LIMIT}"),
             ));
         }
+        if self.metric_max_series == 0 || self.metric_max_series > METRIC_MAX_SERIES_LIMIT {
+            return Err(ConfigError::invalid(
+                "aggregate.metric_max_series",
+                format!("must be between 1 and {METRIC_MAX_SERIES_LIMIT}"),
+            ));
+        }
         Ok(())
     }
 }
@@ -167,6 +187,7 @@ mod tests {
         assert_eq!(settings.allowed_lateness, Duration::from_secs(150));
         assert_eq!(settings.idle_timeout, default_idle_timeout());
         assert_eq!(settings.max_distinct_src_pods, 64);
+        assert_eq!(settings.metric_max_series, DEFAULT_METRIC_MAX_SERIES);
         Ok(())
     }
 
@@ -178,7 +199,7 @@ mod tests {
 
     #[test]
     fn each_invalid_field_is_named() {
-        let cases: [(&str, AggregateSettings); 7] = [
+        let cases: [(&str, AggregateSettings); 9] = [
             (
                 "aggregate.window",
                 AggregateSettings {
@@ -225,6 +246,20 @@ mod tests {
                 "aggregate.max_distinct_src_pods",
                 AggregateSettings {
                     max_distinct_src_pods: MAX_DISTINCT_SRC_PODS_LIMIT + 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                "aggregate.metric_max_series",
+                AggregateSettings {
+                    metric_max_series: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "aggregate.metric_max_series",
+                AggregateSettings {
+                    metric_max_series: METRIC_MAX_SERIES_LIMIT + 1,
                     ..Default::default()
                 },
             ),

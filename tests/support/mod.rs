@@ -125,6 +125,28 @@ pub fn promtool() -> PathBuf {
     )
 }
 
+/// The Prometheus server, from the same Debian package as promtool.
+pub fn prometheus() -> PathBuf {
+    locate(
+        "FLOWLAKE_PROMETHEUS",
+        vec![
+            on_path("prometheus"),
+            Some(cache_dir().join("prometheus/usr/bin/prometheus")),
+        ],
+        "prometheus",
+    )
+}
+
+/// `kubectl`, when one is installed (`FLOWLAKE_KUBECTL` or on `PATH`): its built-in
+/// kustomize cross-checks the manifests' rendering. No registry the tests install from
+/// carries it, so it is optional.
+pub fn kubectl() -> Option<PathBuf> {
+    match std::env::var_os("FLOWLAKE_KUBECTL").filter(|p| !p.is_empty()) {
+        Some(path) => Some(PathBuf::from(path)).filter(|p| p.is_file()),
+        None => on_path("kubectl"),
+    }
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read, release).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -658,6 +680,70 @@ fn unique_suffix() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Prometheus, the server
+// ---------------------------------------------------------------------------------------------
+
+/// A Prometheus server on 127.0.0.1 scraping `targets` every second, with its data in a
+/// temporary directory; killed on drop.
+pub struct Prometheus {
+    /// `http://127.0.0.1:PORT`, for the HTTP API.
+    pub url: String,
+    server: Server,
+    tmpdir: TempDir,
+}
+
+impl Prometheus {
+    /// Starts Debian's Prometheus server scraping `targets` (`host:port`, path `/metrics`)
+    /// under job `job`, and waits until it is ready.
+    pub fn start(job: &str, targets: &[String]) -> Prometheus {
+        let tmpdir = tempfile::Builder::new()
+            .prefix("flowlake-prometheus-")
+            .tempdir()
+            .expect("tempdir");
+        let config = tmpdir.path().join("prometheus.yml");
+        let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ),
+        )
+        .expect("write prometheus.yml");
+        let port = free_port();
+        let mut cmd = Command::new(prometheus());
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmpdir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .current_dir(tmpdir.path());
+        let log = tmpdir.path().join("prometheus.log");
+        let mut server = Server::spawn("prometheus", cmd, log);
+        let url = format!("http://127.0.0.1:{port}");
+        eventually(START_TIMEOUT, "prometheus /-/ready", || {
+            assert!(
+                server.exited().is_none(),
+                "prometheus exited:\n{}",
+                log_tail(&server.log, 30)
+            );
+            matches!(http(port, "GET", "/-/ready", b""), Ok((200, _))).then_some(())
+        });
+        Prometheus {
+            url,
+            server,
+            tmpdir,
+        }
+    }
+
+    /// The server's log file.
+    pub fn log_path(&self) -> &Path {
+        &self.server.log
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // moto, an S3 server
 // ---------------------------------------------------------------------------------------------
 
@@ -968,4 +1054,16 @@ pub fn promtool_check_rules(files: &[&Path]) {
         ok,
         "promtool check rules {files:?} failed:\n{stdout}{stderr}"
     );
+}
+
+/// `promtool test rules FILE…` (rule unit tests); panics with its output on failure.
+pub fn promtool_test_rules(files: &[&Path]) -> String {
+    let mut cmd = Command::new(promtool());
+    cmd.args(["test", "rules"]).args(files);
+    let (ok, stdout, stderr) = run_with_stdin(cmd, b"");
+    assert!(
+        ok,
+        "promtool test rules {files:?} failed:\n{stdout}{stderr}"
+    );
+    stdout
 }

@@ -40,7 +40,7 @@ pub use self::tracker::Tracker;
 use crate::objects_to_identity::{self, kind_name};
 use crate::sources::{self, IdentitySink, SinkClosed};
 
-/// The resources watched; the RBAC in `deploy/kubernetes/rbac.yaml` grants exactly these.
+/// The resources watched; the RBAC in `deploy/kubernetes/base/rbac.yaml` grants exactly these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Resource {
     /// `pods` (core).
