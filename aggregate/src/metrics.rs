@@ -1,12 +1,10 @@
 //! Every metric the aggregate stage exports, described once by [`describe`].
 //!
-//! Business counters are incremented when an edge is *emitted* (revision 0 or correction),
-//! by the edge's values, so within one process each equals the sum over the edges it
-//! produced to `flows.edges`: a flow is counted once, when the window or correction
-//! holding it is produced. Limitation: after a crash, flows of already-emitted windows that
-//! lie after `held_from` are replayed and emitted again; downstream drops those rows by
-//! origin, but the new process counts them. Suppressing that needs the emitted-window
-//! frontier from the runtime's checkpoint, which processors cannot see yet.
+//! Business counters are incremented once per emitted edge (revision 0 or correction), by
+//! the edge's values, when the processor learns that the edge and the checkpoint covering
+//! it are acknowledged (`Processor::on_committed`): a flow is counted once, by the process
+//! whose checkpoint covers it. An edge re-emitted after a crash (the dead process never
+//! reached its checkpoint) is counted by the next owner only.
 //!
 //! Labels name workloads, never pods or addresses; [`label_set`] is the one place a label
 //! set is built. Each business metric has a cardinality budget ([`crate::budget`]): the
