@@ -14,6 +14,9 @@
 //! what to change when it is fixed: a fixed Tansu shows up as a failing test here. The
 //! README's "Brokers in the tests" table is this file in prose.
 
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -229,11 +229,14 @@ impl Drop for MockBroker {
     }
 }
 
+/// What a [`GroupMember`] reported: `("assigned" | "revoked", partitions)`, in order.
+type GroupEvents = Arc<Mutex<Vec<(String, Vec<i32>)>>>;
+
 /// A consumer-group member in its own process (`tests/py/group_member.py`, confluent-kafka,
 /// eager `range` assignment), so that it can be killed with SIGKILL. Killed on drop.
 pub struct GroupMember {
     child: Option<Child>,
-    events: Arc<Mutex<Vec<(String, Vec<i32>)>>>,
+    events: GroupEvents,
 }
 
 impl GroupMember {
@@ -251,7 +254,7 @@ impl GroupMember {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", script.display()));
         let stdout = child.stdout.take().expect("stdout pipe");
-        let events = Arc::new(Mutex::new(Vec::new()));
+        let events: GroupEvents = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&events);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
