@@ -631,37 +631,34 @@ def cmd_failover(args):
             inst.start()
             instances.append(inst)
         wait_until("both instances ready", 60, lambda: all(i.ready() for i in instances), 0.5)
-        records, _ = build_input(1, args.rate * (args.observe + 60))
+        records, _ = build_input(1, int(args.rate * (args.observe + 60)))
         feeder = Feeder(broker.bootstrap, records, args.observe + 60)
         feeder.start()
         reader = Consumer({**kafka_common(broker.bootstrap), "group.id": f"failover-{uuid.uuid4()}",
                            "enable.auto.commit": False})
         reader.assign([TopicPartition("flows.events", p, OFFSET_END) for p in range(PARTITIONS)])
-        last_seen = {}
 
         def read_for(seconds, since=None):
+            """Reads flows.events for `seconds`; with `since` (unix time), returns per origin
+            partition the delay from `since` to the first record the stage produced after it
+            (by its Kafka timestamp, i.e. when the producer sent it, not when we read it)."""
             first_after = {}
             until = time.monotonic() + seconds
-            while time.monotonic() < until:
+            while time.monotonic() < until and len(first_after) < PARTITIONS:
                 msg = reader.poll(0.1)
                 if msg is None or msg.error():
                     continue
                 origin = dict(msg.headers() or []).get("flowlake.origin.partition")
-                if origin is None:
+                produced = msg.timestamp()[1] / 1000.0
+                if origin is None or since is None or produced <= since:
                     continue
-                p = int(origin)
-                now = time.monotonic()
-                last_seen[p] = now
-                if since is not None and p not in first_after:
-                    first_after[p] = now - since
-                if since is not None and len(first_after) == PARTITIONS:
-                    break
+                first_after.setdefault(int(origin), produced - since)
             return first_after
 
         read_for(20)  # both instances working
         victim = instances[0]
         victim.kill9()
-        killed = time.monotonic()
+        killed = time.time()
         gaps = read_for(args.observe, since=killed)
         stalled = {p: round(gaps[p], 1) if p in gaps else None for p in range(PARTITIONS)}
         longest = max((g for g in gaps.values()), default=None) if len(gaps) == PARTITIONS else None
