@@ -9,7 +9,8 @@
 //! then nothing more. The control port takes `POST /brokers/{id}/down`, `…/up` and
 //! `…/rtt/{ms}` (`id` is 1..=N, or `all`) to simulate broker outages and slow brokers; a
 //! broker that is down closes its connections and refuses new ones, and keeps its port and
-//! its data for when it comes back up. The cluster lives in memory only: it is gone when the
+//! its data for when it comes back up. `POST /topics/{name}/{partitions}` creates a topic
+//! (the mock cluster does not implement the CreateTopics request). The cluster lives in memory only: it is gone when the
 //! process stops (SIGTERM or SIGINT).
 
 use std::net::SocketAddr;
@@ -69,7 +70,7 @@ fn parse_topic(value: &str) -> Result<TopicSpec, String> {
 
 /// What the control port asks the cluster to do. The cluster handle is not `Send`, so the
 /// HTTP handlers pass these to the task that owns it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Action {
     /// Close the broker's connections and refuse new ones (its port and data are kept).
     Down,
@@ -77,6 +78,8 @@ enum Action {
     Up,
     /// Delay every response of the broker by this much.
     RoundTrip(Duration),
+    /// Create a topic with this many partitions (the broker id is ignored).
+    CreateTopic(TopicSpec),
 }
 
 /// One request from the control port, with where to send the outcome.
@@ -115,6 +118,7 @@ pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
         .route("/brokers/{id}/down", post(down))
         .route("/brokers/{id}/up", post(up))
         .route("/brokers/{id}/rtt/{ms}", post(round_trip))
+        .route("/topics/{name}/{partitions}", post(create_topic))
         .with_state(Control {
             requests,
             brokers: args.brokers,
@@ -148,7 +152,7 @@ pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
             () = shutdown.cancelled() => break,
             request = incoming.recv() => {
                 let Some((broker, action, reply)) = request else { break };
-                let outcome = apply(&cluster, broker, action);
+                let outcome = apply(&cluster, broker, &action, args.replication_factor);
                 match &outcome {
                     Ok(()) => eprintln!("flowlake broker: broker {} {action:?}", name(broker)),
                     Err(e) => eprintln!("flowlake broker: broker {} {action:?} failed: {e}", name(broker)),
@@ -172,12 +176,16 @@ fn name(broker: i32) -> String {
 fn apply(
     cluster: &MockCluster<'_, impl rdkafka::ClientContext>,
     broker: i32,
-    action: Action,
+    action: &Action,
+    replication_factor: i32,
 ) -> Result<(), String> {
     let done = match action {
         Action::Down => cluster.broker_down(broker),
         Action::Up => cluster.broker_up(broker),
-        Action::RoundTrip(delay) => cluster.broker_round_trip_time(broker, delay),
+        Action::RoundTrip(delay) => cluster.broker_round_trip_time(broker, *delay),
+        Action::CreateTopic(topic) => {
+            cluster.create_topic(&topic.name, topic.partitions, replication_factor)
+        }
     };
     done.map_err(|e| e.to_string())
 }
@@ -211,11 +219,12 @@ impl Control {
             Err(refused) => return refused,
         };
         let (reply, outcome) = oneshot::channel();
+        let done = format!("broker {id} {action:?}\n");
         if self.requests.send((broker, action, reply)).await.is_err() {
             return (StatusCode::SERVICE_UNAVAILABLE, "stopping\n".to_owned());
         }
         match outcome.await {
-            Ok(Ok(())) => (StatusCode::OK, format!("broker {id} {action:?}\n")),
+            Ok(Ok(())) => (StatusCode::OK, done),
             Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
             Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n".to_owned()),
         }
@@ -237,6 +246,16 @@ async fn round_trip(
     control
         .send(&id, Action::RoundTrip(Duration::from_millis(ms)))
         .await
+}
+
+async fn create_topic(
+    State(control): State<Control>,
+    Path((name, partitions)): Path<(String, String)>,
+) -> (StatusCode, String) {
+    match parse_topic(&format!("{name}:{partitions}")) {
+        Ok(topic) => control.send("all", Action::CreateTopic(topic)).await,
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
 }
 
 #[cfg(test)]

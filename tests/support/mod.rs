@@ -12,6 +12,10 @@
 // Each test crate includes this module with `mod support;` and uses only part of it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+// The mock cluster served by `flowlake broker`, every broker behind one handle, and a
+// consumer-group member that can be SIGKILLed (tests/broker_conformance.rs).
+pub mod brokers;
+
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{Read, Write};
