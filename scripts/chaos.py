@@ -61,7 +61,8 @@ SAMPLES = [
 CLUSTER = "gke-test"
 SNAPSHOT = os.path.join(REPO, "tests/fixtures/identity/hubble-snapshot.json")
 PARTITIONS = 4
-TOPICS = {"flows.raw": 4, "flows.events": 4, "flows.enriched": 4, "flows.edges": 4, "flows.dlq": 1}
+TOPICS = {"flows.raw": 4, "flows.events": 4, "flows.enriched": 4, "flows.edges": 4, "flows.dlq": 1,
+          "flowlake.checkpoints": 1}
 STAGES = ["ingest", "enrich", "aggregate", "sink"]
 INPUTS = {
     "ingest": ["flows.raw"],

@@ -13,7 +13,6 @@ mod support;
 use std::process::Command;
 
 #[test]
-#[ignore = "enabled when the exactly-once runtime lands: today's at-least-once stages double-count after restarts"]
 fn chaos_oracle_counts_every_flow_exactly_once() {
     let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_flowlake"))
         .parent()

@@ -1,5 +1,7 @@
 //! Delivery across a crash: the ingest binary is killed with SIGKILL in the middle of a
-//! stream on the real broker (Tansu), then restarted in the same consumer group. Every raw
+//! stream on a broker that behaves like Kafka when a client dies (`flowlake broker`, the
+//! standalone mock cluster; see tests/broker_conformance.rs), then restarted in the same
+//! consumer group. Every raw
 //! record must come out at least once, and every repeat must be recognisable as one: it
 //! carries the origin coordinates (`flowlake.origin.*`) of an earlier copy, with the same
 //! key and the same bytes, so a downstream stage can drop it by origin offset.
@@ -17,7 +19,8 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use stages::{StageProcess, metric_sum};
-use support::{Tansu, TestRecord};
+use support::TestRecord;
+use support::brokers::MockBroker;
 
 const RAW: &str = "flows.raw";
 const EVENTS: &str = "flows.events";
@@ -202,13 +205,16 @@ fn stage_counters(stage: &StageProcess) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_then_restart_loses_nothing_and_marks_every_repeat() {
-    let tansu = Tansu::start();
-    let brokers = tansu.bootstrap.clone();
-    support::create_topics(
-        &brokers,
-        &[(RAW, PARTITIONS), (EVENTS, PARTITIONS), (DLQ, 1)],
-    )
-    .await;
+    let broker = MockBroker::start(
+        1,
+        &[
+            (RAW, PARTITIONS),
+            (EVENTS, PARTITIONS),
+            (DLQ, 1),
+            ("flowlake.checkpoints", 1),
+        ],
+    );
+    let brokers = broker.bootstrap.clone();
 
     let lines = raw_lines();
     let records: Vec<TestRecord<'_>> = lines
@@ -333,5 +339,5 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_marks_every_repeat() {
         "ingest exited with {status}:\n{}",
         second.log_tail()
     );
-    drop(tansu);
+    drop(broker);
 }

@@ -12,70 +12,18 @@
 mod stages;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 use stages::{StageProcess, metric_sum};
 use support::TestRecord;
+use support::brokers::MockBroker;
 
 const RAW: &str = "flows.raw";
 /// Flows fed, in four parts with faults in between.
 const FLOWS: usize = 2400;
 const PARTS: usize = 4;
-
-/// `flowlake broker` with the pipeline's topics, 4 partitions each; killed on drop.
-struct MockBroker {
-    child: Child,
-    bootstrap: String,
-}
-
-impl MockBroker {
-    fn start() -> MockBroker {
-        let mut child = Command::new(stages::bin_dir().join("flowlake"))
-            .args(["broker"])
-            .args(
-                [
-                    "flows.raw:4",
-                    "flows.events:4",
-                    "flows.enriched:4",
-                    "flows.edges:4",
-                    "flows.dlq:1",
-                    "flowlake.checkpoints:1",
-                ]
-                .iter()
-                .flat_map(|t| ["--topic", t]),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start flowlake broker: {e}"));
-        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-        let mut bootstrap = None;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(address) = line.strip_prefix("bootstrap=") {
-                bootstrap = Some(address.to_owned());
-            }
-            if line.starts_with("control=") {
-                break;
-            }
-        }
-        MockBroker {
-            child,
-            bootstrap: bootstrap.unwrap_or_else(|| panic!("flowlake broker printed no bootstrap")),
-        }
-    }
-}
-
-impl Drop for MockBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `FLOWS` distinct Hubble exporter lines: the real samples (allowed and dropped flows),
 /// each copy with its own `flow.uuid`, which becomes the flow's `event_id`.
@@ -260,7 +208,17 @@ fn first_i64(result: &Value, column: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_and_restart_every_stage_counts_every_flow_once() {
-    let broker = MockBroker::start();
+    let broker = MockBroker::start(
+        1,
+        &[
+            ("flows.raw", 4),
+            ("flows.events", 4),
+            ("flows.enriched", 4),
+            ("flows.edges", 4),
+            ("flows.dlq", 1),
+            ("flowlake.checkpoints", 1),
+        ],
+    );
     let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let config = work.path().join("stage.toml");
     // Small batches and frequent checkpoints: the kills land between checkpoints, with
@@ -281,12 +239,13 @@ async fn kill_and_restart_every_stage_counts_every_flow_once() {
         stages: Vec::new(),
         restarts: 0,
     };
-    // The producing stages crash right after their third batch with output is
-    // acknowledged, before its checkpoint; the sink runs normally.
-    let crash = [("FLOWLAKE_CRASH_BEFORE_CHECKPOINT", "3".to_owned())];
-    for stage in ["flowlake-ingest", "flowlake-enrich", "flowlake-aggregate"] {
-        pipeline.start_with(stage, &crash);
-    }
+    // The producing stages crash right after a batch with output is acknowledged, before
+    // its checkpoint: ingest and enrich at their third such batch, aggregate at its first
+    // emission (it emits only when windows close). The sink runs normally.
+    let crash = |n: &str| [("FLOWLAKE_CRASH_BEFORE_CHECKPOINT", n.to_owned())];
+    pipeline.start_with("flowlake-ingest", &crash("3"));
+    pipeline.start_with("flowlake-enrich", &crash("3"));
+    pipeline.start_with("flowlake-aggregate", &crash("1"));
     pipeline.start("flowlake-sink");
     let mut crashes = 0;
 
@@ -316,6 +275,18 @@ async fn kill_and_restart_every_stage_counts_every_flow_once() {
             crashes += pipeline.revive();
             (pipeline.read("flowlake-sink") >= target).then_some(())
         });
+        if part == 0 {
+            // The injected crashes first, then the kills (which would start the stages
+            // again without the fault).
+            support::eventually(
+                Duration::from_secs(90),
+                "the three injected crashes",
+                || {
+                    crashes += pipeline.revive();
+                    (crashes >= 3).then_some(())
+                },
+            );
+        }
         for &(stage, kill) in *faults {
             if kill {
                 pipeline.kill9(stage);
