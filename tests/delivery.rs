@@ -17,7 +17,6 @@ use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Offset, TopicPartitionList};
-use serde_json::Value;
 use stages::{StageProcess, metric_sum};
 use support::TestRecord;
 use support::brokers::MockBroker;
@@ -30,32 +29,19 @@ const GROUP: &str = "delivery-kill-test";
 /// Raw records fed: enough that the stage is killed well inside the stream.
 const RECORDS: usize = 3000;
 
-/// `RECORDS` distinct Hubble exporter lines: the real samples, each copy with its own
-/// `flow.uuid` (which becomes `event_id`) so that every input is a different flow.
+/// `RECORDS` distinct Hubble exporter lines, each its own flow.
 fn raw_lines() -> Vec<String> {
-    let dir = support::repo_root().join("tests/fixtures/hubble");
-    let mut samples = Vec::new();
-    for file in [
-        "hubble_otel_basic_10.jsonl",
-        "hubble_otel_tcp_selected.jsonl",
-        "hubble_otel_udp_selected.jsonl",
-        "hubble_otel_dns_selected.jsonl",
-        "cilium_docs_export_dropped.jsonl",
-    ] {
-        let text =
-            std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-        for line in text.lines() {
-            let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{file}: {e}"));
-            samples.push(value);
-        }
-    }
-    (0..RECORDS)
-        .map(|i| {
-            let mut record = samples[i % samples.len()].clone();
-            record["flow"]["uuid"] = Value::String(format!("kill-test-{i:05}"));
-            record.to_string()
-        })
-        .collect()
+    support::unique_hubble_lines(
+        &[
+            "hubble_otel_basic_10.jsonl",
+            "hubble_otel_tcp_selected.jsonl",
+            "hubble_otel_udp_selected.jsonl",
+            "hubble_otel_dns_selected.jsonl",
+            "cilium_docs_export_dropped.jsonl",
+        ],
+        RECORDS,
+        "kill-test",
+    )
 }
 
 /// Small batches and frequent commits, so the kill lands between commits with records

@@ -25,30 +25,17 @@ const RAW: &str = "flows.raw";
 const FLOWS: usize = 2400;
 const PARTS: usize = 4;
 
-/// `FLOWS` distinct Hubble exporter lines: the real samples (allowed and dropped flows),
-/// each copy with its own `flow.uuid`, which becomes the flow's `event_id`.
+/// `FLOWS` distinct Hubble exporter lines (allowed and dropped flows), each its own flow.
 fn raw_lines() -> Vec<String> {
-    let dir = support::repo_root().join("tests/fixtures/hubble");
-    let mut samples = Vec::new();
-    for file in [
-        "hubble_otel_basic_10.jsonl",
-        "hubble_otel_tcp_selected.jsonl",
-        "cilium_docs_export_dropped.jsonl",
-    ] {
-        let text =
-            std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-        for line in text.lines() {
-            let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{file}: {e}"));
-            samples.push(value);
-        }
-    }
-    (0..FLOWS)
-        .map(|i| {
-            let mut record = samples[i % samples.len()].clone();
-            record["flow"]["uuid"] = Value::String(format!("eo-{i:05}"));
-            record.to_string()
-        })
-        .collect()
+    support::unique_hubble_lines(
+        &[
+            "hubble_otel_basic_10.jsonl",
+            "hubble_otel_tcp_selected.jsonl",
+            "cilium_docs_export_dropped.jsonl",
+        ],
+        FLOWS,
+        "eo",
+    )
 }
 
 /// The four stages, each in its own consumer group, started and restarted by name.

@@ -512,6 +512,31 @@ pub struct TestRecord<'a> {
     pub partition: Option<i32>,
 }
 
+/// `count` distinct Hubble exporter lines: the real samples of `files` (under
+/// `tests/fixtures/hubble/`) cycled, each copy with its own `flow.uuid` —
+/// `{prefix}-{index:05}`, which becomes the flow's `event_id` — so every input is a
+/// different flow and can be counted in the lake.
+pub fn unique_hubble_lines(files: &[&str], count: usize, prefix: &str) -> Vec<String> {
+    let dir = repo_root().join("tests/fixtures/hubble");
+    let mut samples = Vec::new();
+    for file in files {
+        let text =
+            std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        for line in text.lines() {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{file}: {e}"));
+            samples.push(value);
+        }
+    }
+    (0..count)
+        .map(|i| {
+            let mut record = samples[i % samples.len()].clone();
+            record["flow"]["uuid"] = serde_json::Value::String(format!("{prefix}-{i:05}"));
+            record.to_string()
+        })
+        .collect()
+}
+
 /// Produces `(key, payload)` records to `topic` and waits for every acknowledgement.
 /// Returns `(partition, offset)` per record, in order.
 pub async fn produce(
