@@ -117,11 +117,13 @@ def wait_until(what, timeout, probe, interval=0.2):
 class Broker:
     """`flowlake broker` with the pipeline's topics; outage control over HTTP."""
 
-    def __init__(self, bin_dir, workdir):
+    def __init__(self, bin_dir, workdir, extra_topics=()):
         self.log_path = os.path.join(workdir, "broker.log")
         args = [os.path.join(bin_dir, "flowlake"), "broker"]
         for name, parts in TOPICS.items():
             args += ["--topic", f"{name}:{parts}"]
+        for spec in extra_topics:
+            args += ["--topic", spec]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.log_path, "w"),
                                      stdin=subprocess.DEVNULL, text=True)
         self.bootstrap = self.control = None
@@ -516,7 +518,7 @@ def run_seed(seed, args, workdir):
     instances = []
     events = []
     try:
-        broker = Broker(args.bin_dir, seed_dir)
+        broker = Broker(args.bin_dir, seed_dir, args.extra_topic)
         moto = Moto(seed_dir)
         for stage in STAGES:
             for index in (1, 2):
@@ -700,6 +702,9 @@ def main():
                      help="faults start within this many seconds of the feed's start")
     run.add_argument("--s3-freeze", type=float, default=60, help="how long S3 is frozen")
     run.add_argument("--quiesce-timeout", type=float, default=180)
+    run.add_argument("--extra-topic", action="append", default=[], metavar="NAME:PARTITIONS",
+                     help="another topic to create on the broker (e.g. the stages' checkpoint topic); "
+                          "the mock cluster auto-creates unknown topics with 4 partitions when a producer asks")
     run.add_argument("--kafka-property", action="append", default=None,
                      help=f"passed to every stage (default: {' '.join(fast)})")
     fo = sub.add_parser("failover", help="measure how long a killed instance's partitions stay unconsumed")
@@ -716,7 +721,7 @@ def main():
     for name in ["flowlake"] + [f"flowlake-{s}" for s in STAGES]:
         if not os.access(os.path.join(args.bin_dir, name), os.X_OK):
             print(f"chaos: {os.path.join(args.bin_dir, name)} missing: build it "
-                  f"(cargo build --release --bins) or pass --bin-dir", file=sys.stderr)
+                  f"(cargo build --release --workspace --bins) or pass --bin-dir", file=sys.stderr)
             return 2
     if args.command == "run":
         if args.seeds < 1 or args.flows < 1 or args.fault_window < args.s3_freeze + 10:
