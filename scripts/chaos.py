@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -251,6 +252,26 @@ class Instance:
             self.proc.kill()
             self.proc.wait()
             return None
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PARTITION = re.compile(r"partition: (\d+)")
+
+
+def logged_assignment(log_path):
+    """The partitions (of a one-topic stage) an instance holds now, from its log's last `partitions assigned` /
+    `partitions revoked` line since its last start (eager assignment: a revoke empties it)."""
+    held = None
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            line = ANSI.sub("", line)
+            if line.startswith("===== start"):
+                held = None
+            elif "partitions assigned" in line:
+                held = sorted(int(p) for p in PARTITION.findall(line))
+            elif "partitions revoked" in line:
+                held = []
+    return held
 
 
 def stage_args(stage, moto, snapshot):
@@ -657,7 +678,20 @@ def cmd_failover(args):
                 first_after.setdefault(int(origin), produced - since)
             return first_after
 
-        read_for(20)  # both instances working
+        # Kill only once the group is stable: both instances hold partitions, for 5 s.
+        stable_since = [None]
+
+        def split():
+            held = [logged_assignment(i.log_path) or [] for i in instances]
+            ok = all(held) and sorted(sum(held, [])) == list(range(PARTITIONS))
+            if not ok:
+                stable_since[0] = None
+                return None
+            stable_since[0] = stable_since[0] or time.monotonic()
+            return held if time.monotonic() - stable_since[0] >= 5 else None
+
+        held = wait_until("both instances holding partitions", 300, split, 0.5)
+        read_for(3)
         victim = instances[0]
         victim.kill9()
         killed = time.time()
@@ -665,7 +699,8 @@ def cmd_failover(args):
         stalled = {p: round(gaps[p], 1) if p in gaps else None for p in range(PARTITIONS)}
         longest = max((g for g in gaps.values()), default=None) if len(gaps) == PARTITIONS else None
         props = " ".join(args.kafka_property) or "(stage defaults)"
-        print(f"failover: kafka properties {props}: after kill -9 of one of two ingest instances, "
+        print(f"failover: kafka properties {props}: after kill -9 of the ingest instance holding "
+              f"{held[0]} (the other held {held[1]}), "
               f"each input partition's first output came after {stalled} s; "
               + (f"longest {longest:.1f} s" if longest is not None else
                  f"some partitions still unconsumed after {args.observe} s"), flush=True)
