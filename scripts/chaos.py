@@ -13,10 +13,10 @@
   * M Hubble flows (the real samples in tests/fixtures/hubble/, each with its own
     `flow.uuid` and a rising event time) plus one malformed line in 200 are fed to
     flows.raw while the faults run;
-  * faults, drawn from the seed: kill -9 of random instances at random times (each
-    restarted after a few seconds), a rolling SIGTERM restart of every instance of every
-    stage, a broker outage (every broker down, then up), S3 frozen (SIGSTOP/SIGCONT of the
-    moto process, 60 s by default);
+  * faults, drawn from the seed: 5–8 kill -9 of random instances at random times, every
+    stage at least once (each restarted after 1–8 s), a rolling SIGTERM restart of every
+    instance of every stage, a broker outage (every broker down, then up), S3 frozen
+    (SIGSTOP/SIGCONT of the moto process, 60 s by default);
   * then it waits for quiescence (every group has committed everything on its inputs),
     reads the lake with pyarrow, flows.dlq with confluent-kafka, and counts per event id.
 
@@ -368,9 +368,12 @@ class Feeder(threading.Thread):
 def fault_plan(seed, instances, window, s3_freeze):
     rng = random.Random(seed * 7919 + 1)
     plan = []
-    for _ in range(rng.randint(3, 6)):
+    # Every stage loses an instance at least once, then 1–4 more kills anywhere.
+    targets = [rng.choice([i for i in instances if i.stage == stage]) for stage in STAGES]
+    targets += [rng.choice(instances) for _ in range(rng.randint(1, 4))]
+    for target in targets:
         plan.append({"at": round(rng.uniform(3, window - 10), 1), "fault": "kill9",
-                     "target": rng.choice(instances).name, "down_for": round(rng.uniform(1, 8), 1)})
+                     "target": target.name, "down_for": round(rng.uniform(1, 8), 1)})
     plan.append({"at": round(rng.uniform(window * 0.3, window * 0.6), 1), "fault": "rolling_restart"})
     latest_outage = max(6.0, window - 20)
     plan.append({"at": round(rng.uniform(5, latest_outage), 1), "fault": "broker_outage",
