@@ -11,8 +11,8 @@
     per stage, with short session timeouts (--kafka-property) so a dead instance's
     partitions move within seconds;
   * M Hubble flows (the real samples in tests/fixtures/hubble/, each with its own
-    `flow.uuid` and a rising event time) plus one malformed line in 200 are fed to
-    flows.raw while the faults run;
+    `flow.uuid` and a rising event time, 5 % of them 0–20 s late) plus one malformed line
+    in 200 are fed to flows.raw while the faults run;
   * faults, drawn from the seed: 5–8 kill -9 of random instances at random times, every
     stage at least once (each restarted after 1–8 s), a rolling SIGTERM restart of every
     instance of every stage, a broker outage (every broker down, then up), S3 frozen
@@ -71,6 +71,8 @@ INPUTS = {
     "sink": ["flows.enriched", "flows.edges"],
 }
 MALFORMED_EVERY = 200
+# Share of flows whose event time is 0–20 s earlier than their neighbours'.
+LATE_SHARE = 0.05
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "test",
     "AWS_SECRET_ACCESS_KEY": "test",
@@ -306,6 +308,10 @@ def build_input(seed, flows):
         record = json.loads(json.dumps(rng.choice(samples)))
         event_id = f"chaos-{seed}-{i:07d}"
         at = base + i * 0.01
+        if rng.random() < LATE_SHARE:
+            # Agents' clocks and batching make some flows arrive late: beyond the aggregate's
+            # allowed lateness (5 s) they become corrections, which a replay must not repeat.
+            at -= rng.uniform(0, 20)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1e6) % 1000000:06d}Z"
         record["flow"]["uuid"] = event_id
         record["flow"]["time"] = stamp
