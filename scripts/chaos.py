@@ -561,7 +561,7 @@ def run_seed(seed, args, workdir):
 
         records, expected = build_input(seed, args.flows)
         good = len(expected["ids"])
-        plan = fault_plan(seed, instances, args.fault_window, args.s3_freeze)
+        plan = [] if args.calm else fault_plan(seed, instances, args.fault_window, args.s3_freeze)
         log(f"seed {seed}: {good} flows + {len(expected['malformed'])} malformed over {args.feed_seconds}s; "
             f"faults: {json.dumps(plan)}")
         feeder = Feeder(broker.bootstrap, records, args.feed_seconds)
@@ -606,14 +606,15 @@ def run_seed(seed, args, workdir):
 
 def seed_line(r):
     kills = sum(1 for f in r["faults"] if f["fault"] == "kill9")
-    outage = next(f["down_for"] for f in r["faults"] if f["fault"] == "broker_outage")
-    freeze = next(f["down_for"] for f in r["faults"] if f["fault"] == "s3_freeze")
+    rolling = sum(1 for f in r["faults"] if f["fault"] == "rolling_restart")
+    outage = next((f["down_for"] for f in r["faults"] if f["fault"] == "broker_outage"), 0)
+    freeze = next((f["down_for"] for f in r["faults"] if f["fault"] == "s3_freeze"), 0)
     return (f"seed {r['seed']:>3}: {'EXACT' if r['exact'] else 'NOT EXACT'}  "
             f"fed={r['flows_fed']} lost={r['lost']} dup_rows={r['dup_rows']} unknown={r['unknown_rows']} "
             f"edges.flows={r['edges_flows']}/{r['flows_fed']} "
             f"denied={r['edges_denied']}/{r['denied_expected']} "
             f"dlq={r['dead_letters_fed'] - r['dlq_lost']}/{r['dead_letters_fed']} (dup {r['dlq_dup']})  "
-            f"faults: kill9={kills} rolling=1 broker_outage={outage}s s3_frozen={freeze}s "
+            f"faults: kill9={kills} rolling={rolling} broker_outage={outage}s s3_frozen={freeze}s "
             f"restarts={r['restarts']}  quiescent={'yes' if r['quiescent'] else 'NO'} after {r['quiesce_s']}s  "
             f"{r['elapsed_s']}s")
 
@@ -746,6 +747,8 @@ def main():
                      help="faults start within this many seconds of the feed's start")
     run.add_argument("--s3-freeze", type=float, default=60, help="how long S3 is frozen")
     run.add_argument("--quiesce-timeout", type=float, default=180)
+    run.add_argument("--calm", action="store_true",
+                     help="inject no faults: the control run, which must be exact on any runtime")
     run.add_argument("--extra-topic", action="append", default=[], metavar="NAME:PARTITIONS",
                      help="another topic to create on the broker (e.g. the stages' checkpoint topic); "
                           "the mock cluster auto-creates unknown topics with 4 partitions when a producer asks")
