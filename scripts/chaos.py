@@ -11,12 +11,12 @@
     per stage, with short session timeouts (--kafka-property) so a dead instance's
     partitions move within seconds;
   * M Hubble flows (the real samples in tests/fixtures/hubble/, each with its own
-    `flow.uuid` and a rising event time) plus one malformed line in 200 are fed to
-    flows.raw while the faults run;
-  * faults, drawn from the seed: kill -9 of random instances at random times (each
-    restarted after a few seconds), a rolling SIGTERM restart of every instance of every
-    stage, a broker outage (every broker down, then up), S3 frozen (SIGSTOP/SIGCONT of the
-    moto process, 60 s by default);
+    `flow.uuid` and a rising event time, 5 % of them 0–20 s late) plus one malformed line
+    in 200 are fed to flows.raw while the faults run;
+  * faults, drawn from the seed: 5–8 kill -9 of random instances at random times, every
+    stage at least once (each restarted after 1–8 s), a rolling SIGTERM restart of every
+    instance of every stage, a broker outage (every broker down, then up), S3 frozen
+    (SIGSTOP/SIGCONT of the moto process, 60 s by default);
   * then it waits for quiescence (every group has committed everything on its inputs),
     reads the lake with pyarrow, flows.dlq with confluent-kafka, and counts per event id.
 
@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -71,6 +72,8 @@ INPUTS = {
     "sink": ["flows.enriched", "flows.edges"],
 }
 MALFORMED_EVERY = 200
+# Share of flows whose event time is 0–20 s earlier than their neighbours'.
+LATE_SHARE = 0.05
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "test",
     "AWS_SECRET_ACCESS_KEY": "test",
@@ -118,11 +121,13 @@ def wait_until(what, timeout, probe, interval=0.2):
 class Broker:
     """`flowlake broker` with the pipeline's topics; outage control over HTTP."""
 
-    def __init__(self, bin_dir, workdir):
+    def __init__(self, bin_dir, workdir, extra_topics=()):
         self.log_path = os.path.join(workdir, "broker.log")
         args = [os.path.join(bin_dir, "flowlake"), "broker"]
         for name, parts in TOPICS.items():
             args += ["--topic", f"{name}:{parts}"]
+        for spec in extra_topics:
+            args += ["--topic", spec]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.log_path, "w"),
                                      stdin=subprocess.DEVNULL, text=True)
         self.bootstrap = self.control = None
@@ -252,6 +257,26 @@ class Instance:
             return None
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PARTITION = re.compile(r"partition: (\d+)")
+
+
+def logged_assignment(log_path):
+    """The partitions (of a one-topic stage) an instance holds now, from its log's last `partitions assigned` /
+    `partitions revoked` line since its last start (eager assignment: a revoke empties it)."""
+    held = None
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            line = ANSI.sub("", line)
+            if line.startswith("===== start"):
+                held = None
+            elif "partitions assigned" in line:
+                held = sorted(int(p) for p in PARTITION.findall(line))
+            elif "partitions revoked" in line:
+                held = []
+    return held
+
+
 def stage_args(stage, moto, snapshot):
     if stage == "ingest":
         return ["--cluster-id", CLUSTER]
@@ -284,6 +309,10 @@ def build_input(seed, flows):
         record = json.loads(json.dumps(rng.choice(samples)))
         event_id = f"chaos-{seed}-{i:07d}"
         at = base + i * 0.01
+        if rng.random() < LATE_SHARE:
+            # Agents' clocks and batching make some flows arrive late: beyond the aggregate's
+            # allowed lateness (5 s) they become corrections, which a replay must not repeat.
+            at -= rng.uniform(0, 20)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + f".{int(at * 1e6) % 1000000:06d}Z"
         record["flow"]["uuid"] = event_id
         record["flow"]["time"] = stamp
@@ -346,9 +375,12 @@ class Feeder(threading.Thread):
 def fault_plan(seed, instances, window, s3_freeze):
     rng = random.Random(seed * 7919 + 1)
     plan = []
-    for _ in range(rng.randint(3, 6)):
+    # Every stage loses an instance at least once, then 1–4 more kills anywhere.
+    targets = [rng.choice([i for i in instances if i.stage == stage]) for stage in STAGES]
+    targets += [rng.choice(instances) for _ in range(rng.randint(1, 4))]
+    for target in targets:
         plan.append({"at": round(rng.uniform(3, window - 10), 1), "fault": "kill9",
-                     "target": rng.choice(instances).name, "down_for": round(rng.uniform(1, 8), 1)})
+                     "target": target.name, "down_for": round(rng.uniform(1, 8), 1)})
     plan.append({"at": round(rng.uniform(window * 0.3, window * 0.6), 1), "fault": "rolling_restart"})
     latest_outage = max(6.0, window - 20)
     plan.append({"at": round(rng.uniform(5, latest_outage), 1), "fault": "broker_outage",
@@ -517,7 +549,7 @@ def run_seed(seed, args, workdir):
     instances = []
     events = []
     try:
-        broker = Broker(args.bin_dir, seed_dir)
+        broker = Broker(args.bin_dir, seed_dir, args.extra_topic)
         moto = Moto(seed_dir)
         for stage in STAGES:
             for index in (1, 2):
@@ -530,7 +562,7 @@ def run_seed(seed, args, workdir):
 
         records, expected = build_input(seed, args.flows)
         good = len(expected["ids"])
-        plan = fault_plan(seed, instances, args.fault_window, args.s3_freeze)
+        plan = [] if args.calm else fault_plan(seed, instances, args.fault_window, args.s3_freeze)
         log(f"seed {seed}: {good} flows + {len(expected['malformed'])} malformed over {args.feed_seconds}s; "
             f"faults: {json.dumps(plan)}")
         feeder = Feeder(broker.bootstrap, records, args.feed_seconds)
@@ -575,14 +607,15 @@ def run_seed(seed, args, workdir):
 
 def seed_line(r):
     kills = sum(1 for f in r["faults"] if f["fault"] == "kill9")
-    outage = next(f["down_for"] for f in r["faults"] if f["fault"] == "broker_outage")
-    freeze = next(f["down_for"] for f in r["faults"] if f["fault"] == "s3_freeze")
+    rolling = sum(1 for f in r["faults"] if f["fault"] == "rolling_restart")
+    outage = next((f["down_for"] for f in r["faults"] if f["fault"] == "broker_outage"), 0)
+    freeze = next((f["down_for"] for f in r["faults"] if f["fault"] == "s3_freeze"), 0)
     return (f"seed {r['seed']:>3}: {'EXACT' if r['exact'] else 'NOT EXACT'}  "
             f"fed={r['flows_fed']} lost={r['lost']} dup_rows={r['dup_rows']} unknown={r['unknown_rows']} "
             f"edges.flows={r['edges_flows']}/{r['flows_fed']} "
             f"denied={r['edges_denied']}/{r['denied_expected']} "
             f"dlq={r['dead_letters_fed'] - r['dlq_lost']}/{r['dead_letters_fed']} (dup {r['dlq_dup']})  "
-            f"faults: kill9={kills} rolling=1 broker_outage={outage}s s3_frozen={freeze}s "
+            f"faults: kill9={kills} rolling={rolling} broker_outage={outage}s s3_frozen={freeze}s "
             f"restarts={r['restarts']}  quiescent={'yes' if r['quiescent'] else 'NO'} after {r['quiesce_s']}s  "
             f"{r['elapsed_s']}s")
 
@@ -656,7 +689,20 @@ def cmd_failover(args):
                 first_after.setdefault(int(origin), produced - since)
             return first_after
 
-        read_for(20)  # both instances working
+        # Kill only once the group is stable: both instances hold partitions, for 5 s.
+        stable_since = [None]
+
+        def split():
+            held = [logged_assignment(i.log_path) or [] for i in instances]
+            ok = all(held) and sorted(sum(held, [])) == list(range(PARTITIONS))
+            if not ok:
+                stable_since[0] = None
+                return None
+            stable_since[0] = stable_since[0] or time.monotonic()
+            return held if time.monotonic() - stable_since[0] >= 5 else None
+
+        held = wait_until("both instances holding partitions", 300, split, 0.5)
+        read_for(3)
         victim = instances[0]
         victim.kill9()
         killed = time.time()
@@ -664,7 +710,8 @@ def cmd_failover(args):
         stalled = {p: round(gaps[p], 1) if p in gaps else None for p in range(PARTITIONS)}
         longest = max((g for g in gaps.values()), default=None) if len(gaps) == PARTITIONS else None
         props = " ".join(args.kafka_property) or "(stage defaults)"
-        print(f"failover: kafka properties {props}: after kill -9 of one of two ingest instances, "
+        print(f"failover: kafka properties {props}: after kill -9 of the ingest instance holding "
+              f"{held[0]} (the other held {held[1]}), "
               f"each input partition's first output came after {stalled} s; "
               + (f"longest {longest:.1f} s" if longest is not None else
                  f"some partitions still unconsumed after {args.observe} s"), flush=True)
@@ -701,6 +748,11 @@ def main():
                      help="faults start within this many seconds of the feed's start")
     run.add_argument("--s3-freeze", type=float, default=60, help="how long S3 is frozen")
     run.add_argument("--quiesce-timeout", type=float, default=180)
+    run.add_argument("--calm", action="store_true",
+                     help="inject no faults: the control run, which must be exact on any runtime")
+    run.add_argument("--extra-topic", action="append", default=[], metavar="NAME:PARTITIONS",
+                     help="another topic to create on the broker (e.g. the stages' checkpoint topic); "
+                          "the mock cluster auto-creates unknown topics with 4 partitions when a producer asks")
     run.add_argument("--kafka-property", action="append", default=None,
                      help=f"passed to every stage (default: {' '.join(fast)})")
     fo = sub.add_parser("failover", help="measure how long a killed instance's partitions stay unconsumed")
@@ -717,7 +769,7 @@ def main():
     for name in ["flowlake"] + [f"flowlake-{s}" for s in STAGES]:
         if not os.access(os.path.join(args.bin_dir, name), os.X_OK):
             print(f"chaos: {os.path.join(args.bin_dir, name)} missing: build it "
-                  f"(cargo build --release --bins) or pass --bin-dir", file=sys.stderr)
+                  f"(cargo build --release --workspace --bins) or pass --bin-dir", file=sys.stderr)
             return 2
     if args.command == "run":
         if args.seeds < 1 or args.flows < 1 or args.fault_window < args.s3_freeze + 10:

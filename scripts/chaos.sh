@@ -6,7 +6,7 @@
 #   scripts/chaos.sh --seeds 30 [--flows 20000] [--bin-dir target/release] [--keep]
 #   scripts/chaos.sh failover [--kafka-property session.timeout.ms=10000 ...]
 #
-# Needs the release binaries (cargo build --release --bins) unless --bin-dir says otherwise,
+# Needs the release binaries (cargo build --release --workspace --bins) unless --bin-dir says otherwise,
 # and the test venv (scripts/install-test-deps.sh installs it; FLOWLAKE_PYTHON points at it).
 # Exit 0 when every seed is exact, 1 when one is not, 2 on a usage or setup error.
 set -euo pipefail
