@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the end-to-end tests need when it is missing (Tansu, a
-# Python venv with moto/duckdb/pyarrow/fastavro/confluent-kafka, promtool), then runs every
-# test of the workspace. Extra arguments go to the test runner:
+# Python venv with moto/duckdb/pyarrow/fastavro/confluent-kafka/kubernetes-validate,
+# Prometheus and promtool), then runs every test of the workspace. Extra arguments go to the
+# test runner:
 #   scripts/test.sh -E 'test(e2e)'      (cargo-nextest filter)
 #   scripts/test.sh -p flowlake-sink    (one crate)
 set -euo pipefail

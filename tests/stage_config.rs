@@ -87,6 +87,11 @@ fn bad_values_stop_the_stage_naming_the_field() {
         ],
         "kafka.properties.\"enable.auto.offset.store\"",
     );
+    assert_config_error(
+        "flowlake-aggregate",
+        &["--brokers", "a:1", "--metric-max-series", "0"],
+        "aggregate.metric_max_series",
+    );
     assert_config_error("flowlake-enrich", &["--brokers", "a:1"], "enrich.snapshots");
     assert_config_error(
         "flowlake-enrich",

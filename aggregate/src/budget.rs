@@ -24,8 +24,9 @@
 //!
 //! **Determinism.** Admission depends only on the order in which edges are emitted. Within
 //! one input partition that order is a function of the input (windows close by event
-//! time; a window's edges are emitted in key order), so an instance that replays a
-//! partition from the same offset admits the same label sets. With several partitions per
+//! time; a window's edges are emitted in key order; only idle closes depend on the clock),
+//! so a fresh process that replays a partition from the same offset admits the same label
+//! sets. With several partitions per
 //! instance, how their emissions interleave depends on how batches fall, and two instances
 //! may admit different label sets once the budget is exhausted: what they then agree on is
 //! every total — the admitted series plus `other` carry each flow exactly once, and sums

@@ -4,7 +4,7 @@ Usage: query_dashboards.py PROMETHEUS_URL DASHBOARD_DIR TIMEOUT_SECONDS
 
 First waits (up to TIMEOUT_SECONDS) until Prometheus has scraped enough of the run for
 rates over the test's interval: the denied-flow, external-egress and lake-output counters
-must each have risen. Then substitutes the dashboards' variables the way Grafana does for
+must each have risen, and every stage must have reported its consumer lag. Then substitutes the dashboards' variables the way Grafana does for
 "All" ($cluster, $namespace -> .*; $__rate_interval -> 1m; $__range -> 5m; $__interval ->
 15s) and sends each panel target to /api/v1/query, and each template variable's
 label_values() to /api/v1/label/<name>/values. Prints one JSON document:
@@ -36,6 +36,12 @@ READY = [
     "sum(increase(flowlake_external_egress_flows_total[1m])) > 0",
     "sum(increase(flowlake_sink_rows_written_total[1m])) > 0",
     "sum(increase(flowlake_ingest_records_in_total[1m])) > 0",
+    # Consumer lag comes from librdkafka's statistics, every 15 s: later than the first
+    # edges on a loaded machine.
+    "count(flowlake_ingest_consumer_lag_records)",
+    "count(flowlake_enrich_consumer_lag_records)",
+    "count(flowlake_aggregate_consumer_lag_records)",
+    "count(flowlake_sink_consumer_lag_records)",
 ]
 
 
