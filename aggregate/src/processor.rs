@@ -317,6 +317,12 @@ impl Processor for AggregateProcessor {
         Ok(())
     }
 
+    fn on_end_of_partition(&mut self, partition: &TopicPartition) {
+        if let Some(index) = self.partition_index(&partition.topic, partition.partition) {
+            self.partitions[index].1.mark_caught_up();
+        }
+    }
+
     fn on_committed(&mut self) {
         for edge in self.uncounted.drain(..) {
             self.metrics.edge_emitted(&edge);
@@ -522,6 +528,11 @@ mod tests {
         let mut processor = processor()?;
         feed(&mut processor, 0, 7, &flow(T0, "a", Action::Allow))?;
         let mut out = Outputs::default();
+        // Behind the end of the partition (a replay): never idle.
+        processor.emit_due(clock() + Duration::from_secs(3600), &mut out)?;
+        processor.emit_due(clock() + Duration::from_secs(3601), &mut out)?;
+        assert!(out.is_empty());
+        processor.on_end_of_partition(&tp(0));
         processor.emit_due(clock() + Duration::from_secs(29), &mut out)?;
         assert!(out.is_empty());
         // Decided at this flush (and checkpointed by the runtime), taken at the next.
@@ -834,6 +845,9 @@ mod tests {
             feed(&mut processor, partition, i64::try_from(offset)?, &flow)?;
             if offset % flush_every == 0 {
                 let now = if idle_flushes && offset % (2 * flush_every) == 0 {
+                    for p in 0..3 {
+                        processor.on_end_of_partition(&tp(p));
+                    }
                     clock() + Duration::from_secs(3600)
                 } else {
                     clock()

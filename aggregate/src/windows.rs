@@ -29,7 +29,11 @@
 //!   the next fold: every open window and pending correction is sealed with the last
 //!   offset read as trigger, and the watermark is +∞ until new data arrives. This is what
 //!   lets a finite input produce its edges; since the decision is in the checkpoint, a
-//!   restored partition takes it at the same input position.
+//!   restored partition takes it at the same input position. It is decided only while
+//!   the partition is *caught up* (every record up to its end processed,
+//!   [`PartitionWindows::mark_caught_up`]): a restored partition replaying what an earlier
+//!   owner had processed beyond the checkpoint must not close windows that owner closed
+//!   later, at other positions.
 //! - Flows starting more than `max_future_skew` after the Kafka timestamp of their record
 //!   are refused ([`FutureEvent`]), so a node with a wrong clock cannot push the watermark
 //!   ahead and make everything late. (The record's timestamp, not the clock: a replay
@@ -194,6 +198,9 @@ pub struct PartitionWindows {
     last_offset: Option<i64>,
     /// (trigger offset, next sequence number) of the latest seal.
     next_seq: Option<(i64, u32)>,
+    /// Every record up to the partition's end has been folded (not checkpointed: a
+    /// restored partition starts behind).
+    caught_up: bool,
 }
 
 impl PartitionWindows {
@@ -212,7 +219,14 @@ impl PartitionWindows {
             idle_pending: false,
             last_offset: None,
             next_seq: None,
+            caught_up: false,
         }
+    }
+
+    /// Every record of the partition up to its end has been folded; cleared by the next
+    /// fold. Idle closes are decided only while it holds (see the module doc).
+    pub fn mark_caught_up(&mut self) {
+        self.caught_up = true;
     }
 
     /// The state as a checkpoint stores it.
@@ -277,6 +291,7 @@ impl PartitionWindows {
             idle_pending: snapshot.idle_pending,
             last_offset: snapshot.last_offset,
             next_seq: snapshot.next_seq,
+            caught_up: false,
         };
         if restored.params.window_micros != params.window_micros {
             restored.seal_all();
@@ -318,6 +333,7 @@ impl PartitionWindows {
         self.last_input = Some(now);
         self.last_offset = Some(offset);
         self.idle = false;
+        self.caught_up = false;
 
         let max_start = self.max_start.map_or(start, |max| max.max(start));
         self.max_start = Some(max_start);
@@ -342,8 +358,8 @@ impl PartitionWindows {
         }
     }
 
-    /// Idleness at `now`: the first call after `idle_timeout` without input records the
-    /// decision (returns 0; the runtime checkpoints it); the next call takes it, sealing
+    /// Idleness at `now`: the first call while caught up, after `idle_timeout` without
+    /// input, records the decision (returns 0; the runtime checkpoints it); the next call takes it, sealing
     /// every open window and pending correction. Returns the number of windows closed.
     pub fn close_if_idle(&mut self, now: SystemTime) -> usize {
         if self.idle_pending {
@@ -352,7 +368,7 @@ impl PartitionWindows {
         let Some(last_input) = self.last_input else {
             return 0;
         };
-        if self.idle || (self.open.is_empty() && self.corrections.is_empty()) {
+        if self.idle || !self.caught_up || (self.open.is_empty() && self.corrections.is_empty()) {
             return 0;
         }
         // A clock that went backwards reads as "not idle", never as idle.
@@ -609,6 +625,10 @@ mod tests {
         fold(&mut windows, T0, 0)?;
         fold(&mut windows, T0 + MINUTE, 1)?;
         let last = now_at(T0 + MINUTE);
+        // Not caught up (a replay may still be under way): nothing is decided.
+        assert_eq!(windows.close_if_idle(last + Duration::from_secs(60)), 0);
+        assert!(!windows.snapshot().idle_pending);
+        windows.mark_caught_up();
         assert_eq!(windows.close_if_idle(last + Duration::from_secs(29)), 0);
         assert_eq!(windows.take_due(), vec![]);
         // Decided: recorded in the state, nothing closed yet.
@@ -635,6 +655,7 @@ mod tests {
         let mut windows = PartitionWindows::new(params());
         fold(&mut windows, T0, 0)?;
         let last = now_at(T0);
+        windows.mark_caught_up();
         windows.close_if_idle(last + Duration::from_secs(60));
         // The next record arrives before the next flush: the close still happens first,
         // at offset 0, and the record opens a window of its own.
@@ -813,6 +834,7 @@ mod tests {
                 }
                 Op::Flush => taken.extend(windows.take_due()),
                 Op::Idle => {
+                    windows.mark_caught_up();
                     windows.close_if_idle(far);
                     taken.extend(windows.take_due());
                 }

@@ -289,7 +289,10 @@ pub fn consumer(
             commit_interval.as_millis().to_string(),
         )
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false");
+        // The end of a partition is reported (`Processor::on_end_of_partition`): a stage
+        // takes clock-driven decisions (aggregate's idle close) only when caught up, never
+        // while replaying what a previous owner already processed.
+        .set("enable.partition.eof", "true");
     // Defaults a user may override through kafka.properties.
     set_default(&mut config, settings, "auto.offset.reset", "earliest");
     // Feeds the consumer-lag gauge (StageContext::stats).

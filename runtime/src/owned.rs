@@ -83,6 +83,11 @@ impl OwnedPartitions {
         self.owned.retain(|(tp, _)| !partitions.contains(tp));
     }
 
+    /// True when `partition` is owned here.
+    pub(crate) fn owns(&self, partition: &TopicPartition) -> bool {
+        self.owned.iter().any(|(tp, _)| tp == partition)
+    }
+
     fn get_mut(&mut self, topic: &str, partition: i32) -> Option<&mut Owned> {
         self.owned
             .iter_mut()

@@ -324,6 +324,15 @@ pub trait Processor: Send {
         Ok(())
     }
 
+    /// Every record of `partition` up to its end, as the broker last reported it, has been
+    /// processed: until the next record of it arrives, the partition is caught up. A
+    /// restored partition is not caught up until this is called, so decisions taken from
+    /// the clock (an idle close) wait until the replay of what an earlier owner processed
+    /// is over — taken during it, they would differ from what that owner emitted. (With
+    /// several input topics the broker names only the partition number: it is reported
+    /// for that number of every input topic.)
+    fn on_end_of_partition(&mut self, _partition: &TopicPartition) {}
+
     /// Everything produced so far is acknowledged and covered by acknowledged checkpoints:
     /// the point where effects that must happen once (business counters, writes decided
     /// earlier) may happen.

@@ -43,7 +43,7 @@ use crate::http::Readiness;
 use crate::kafka::{self, StageContext};
 use crate::metrics::StageMetrics;
 use crate::owned::{Admission, DueCheckpoint, OwnedPartitions};
-use crate::processor::{Input, Outputs, Processor, ProcessorError};
+use crate::processor::{Input, Outputs, Processor, ProcessorError, TopicPartition};
 
 /// Dead-letter header: short error class.
 pub const DLQ_ERROR_CLASS: &str = "flowlake.error.class";
@@ -140,6 +140,8 @@ pub async fn run_stage<P: Processor>(
             };
             let started = Instant::now();
             let mut batch = Vec::new();
+            // (batch length when seen, partition) of every end of partition reached.
+            let mut ends: Vec<(usize, i32)> = Vec::new();
             let mut next = first;
             while let Some(received) = next {
                 // librdkafka runs rebalance callbacks inside the poll that returned this
@@ -149,6 +151,7 @@ pub async fn run_stage<P: Processor>(
                 apply_rebalance(&consumer, &mut processor, &mut owned, &mut batch)?;
                 match received {
                     Ok(message) => batch.push(message),
+                    Err(KafkaError::PartitionEOF(partition)) => ends.push((batch.len(), partition)),
                     Err(e) => {
                         metrics.consumer_errors.increment(1);
                         tracing::warn!(stage, error = %e, "consumer error (librdkafka retries)");
@@ -203,6 +206,21 @@ pub async fn run_stage<P: Processor>(
             if replayed > 0 {
                 metrics.replayed.increment(replayed);
                 tracing::info!(stage, replayed, "dropped records an upstream replay had already delivered");
+            }
+            // A partition is at its end when nothing of it came after its end was reported.
+            for &(at, partition) in &ends {
+                if batch[at..].iter().any(|m| m.partition() == partition) {
+                    continue;
+                }
+                for topic in &spec.input_topics {
+                    let tp = TopicPartition {
+                        topic: topic.clone(),
+                        partition,
+                    };
+                    if owned.owns(&tp) {
+                        processor.on_end_of_partition(&tp);
+                    }
+                }
             }
             out.set_current_origin(None);
             match processor.flush_due(SystemTime::now(), &mut out).await {
