@@ -120,6 +120,10 @@ impl<P: Processor> Processor for Observed<P> {
         self.inner.restore(partition, state)
     }
 
+    fn on_end_of_partition(&mut self, partition: &TopicPartition) {
+        self.inner.on_end_of_partition(partition);
+    }
+
     fn on_committed(&mut self) {
         self.inner.on_committed();
     }

@@ -271,7 +271,9 @@ pub enum ProcessorError {
     Fatal(String),
 }
 
-/// A stage's logic. Only `process` is required; the hooks default to nothing.
+/// A stage's logic. Only `process` is required; the hooks default to nothing. A wrapper
+/// around another processor (the demo's progress counter) must forward every hook: a hook
+/// left at its default silently changes what the inner processor guarantees.
 pub trait Processor: Send {
     /// Handles one input record, pushing outputs into `out`, or rejects it.
     fn process(&mut self, input: &Input<'_>, out: &mut Outputs) -> Result<(), Rejection>;
