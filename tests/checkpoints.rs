@@ -5,7 +5,7 @@
 mod support;
 
 use flowlake_runtime::TopicPartition;
-use flowlake_runtime::checkpoint::{CheckpointStore, MarkRecord, RecordKind, Resume};
+use flowlake_runtime::checkpoint::{CheckpointStore, MarkRecord, Resume};
 use flowlake_runtime::config::KafkaSettings;
 use support::Tansu;
 
@@ -55,7 +55,7 @@ async fn a_stale_owner_is_fenced_and_ignored() {
     .await;
     assert_eq!(first, Resume::default());
     assert_eq!(claim_a.epoch, 1);
-    a.write(&tp, &claim_a, RecordKind::Checkpoint, resume(10))
+    a.write(&tp, &claim_a, resume(10))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
@@ -70,17 +70,17 @@ async fn a_stale_owner_is_fenced_and_ignored() {
     assert_eq!(claim_b.epoch, 2);
 
     // A, stale, still writes; B writes its own progress.
-    a.write(&tp, &claim_a, RecordKind::Checkpoint, resume(99))
+    a.write(&tp, &claim_a, resume(99))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let offset_b = b
-        .write(&tp, &claim_b, RecordKind::Checkpoint, resume(20))
+        .write(&tp, &claim_b, resume(20))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut claim_b = claim_b;
     claim_b.offset = offset_b;
     // A stale write after B's too: the newest record of the partition is A's.
-    a.write(&tp, &claim_a, RecordKind::Checkpoint, resume(98))
+    a.write(&tp, &claim_a, resume(98))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 

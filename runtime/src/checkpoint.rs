@@ -201,8 +201,6 @@ pub struct Claim {
     pub offset: i64,
     /// Partition of the checkpoint topic holding this key.
     pub checkpoint_partition: i32,
-    /// When the claim was last written or refreshed.
-    pub refreshed: Instant,
 }
 
 /// A record read back: (offset, key, Kafka timestamp in ms, record).
@@ -343,23 +341,22 @@ impl CheckpointStore {
                 epoch,
                 offset,
                 checkpoint_partition: partition,
-                refreshed: Instant::now(),
             },
             resume,
         ))
     }
 
-    /// Appends a checkpoint of `tp` for `claim`'s owner; resolves when acknowledged.
+    /// Appends a checkpoint of `tp` for `claim`'s owner; resolves with its offset in the
+    /// checkpoint topic when acknowledged.
     pub async fn write(
         &self,
         tp: &TopicPartition,
         claim: &Claim,
-        kind: RecordKind,
         resume: Resume,
     ) -> Result<i64, CheckpointError> {
         let record = CheckpointRecord {
             version: 1,
-            kind,
+            kind: RecordKind::Checkpoint,
             owner: claim.owner.clone(),
             epoch: claim.epoch,
             group: self.group.clone(),

@@ -13,9 +13,7 @@
 //!   acknowledged checkpoint, and only ever moves forward ([`OwnedPartitions::storable`]);
 //! - a revoked partition is forgotten entirely: its next owner resumes from the checkpoint.
 
-use std::time::Instant;
-
-use crate::checkpoint::{Claim, RecordKind, Resume};
+use crate::checkpoint::{Claim, Resume};
 use crate::kafka::Restored;
 use crate::marks::{Coordinates, OriginPartition, PartitionMarks};
 use crate::processor::{Processor, TopicPartition};
@@ -55,7 +53,6 @@ pub(crate) struct OwnedPartitions {
 pub(crate) struct DueCheckpoint {
     pub(crate) partition: TopicPartition,
     pub(crate) claim: Claim,
-    pub(crate) kind: RecordKind,
     pub(crate) resume: Resume,
 }
 
@@ -118,7 +115,7 @@ impl OwnedPartitions {
 
     /// The checkpoints due after a batch: every owned partition whose resume offset,
     /// marks or processor state changed since its last acknowledged checkpoint. With
-    /// `refresh`, every owned partition's claim is re-appended as well (see
+    /// `refresh`, every owned partition is checkpointed again, changed or not (see
     /// [`crate::checkpoint::CLAIM_REFRESH`]).
     pub(crate) fn due_checkpoints<P: Processor>(
         &mut self,
@@ -143,11 +140,9 @@ impl OwnedPartitions {
             if !refresh && resume == owned.written {
                 continue;
             }
-            let kind = RecordKind::Checkpoint;
             due.push(DueCheckpoint {
                 partition: tp.clone(),
                 claim: owned.claim.clone(),
-                kind,
                 resume,
             });
         }
@@ -160,7 +155,6 @@ impl OwnedPartitions {
         if let Some(owned) = self.get_mut(&tp.topic, tp.partition)
             && owned.claim.owner == checkpoint.claim.owner
         {
-            owned.claim.refreshed = Instant::now();
             owned.claim.offset = owned.claim.offset.max(offset);
             owned.written = checkpoint.resume;
         }
@@ -222,7 +216,6 @@ mod tests {
             epoch: 1,
             offset: 0,
             checkpoint_partition: 0,
-            refreshed: Instant::now(),
         }
     }
 

@@ -410,7 +410,7 @@ async fn write_checkpoints(
     }
     let writes = due
         .iter()
-        .map(|d| checkpoints.write(&d.partition, &d.claim, d.kind, d.resume.clone()));
+        .map(|d| checkpoints.write(&d.partition, &d.claim, d.resume.clone()));
     let results = futures::future::join_all(writes).await;
     for (checkpoint, result) in due.into_iter().zip(results) {
         let offset = result.map_err(RuntimeError::Checkpoint)?;

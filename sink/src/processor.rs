@@ -355,22 +355,23 @@ fn malformed(error: CodecError) -> Rejection {
 
 impl Processor for SinkProcessor {
     fn process(&mut self, input: &Input<'_>, _out: &mut Outputs) -> Result<(), Rejection> {
+        if let Some(lane) = self.lane_mut(input.topic) {
+            return lane.push(input, SystemTime::now());
+        }
+        // Only for the rejection: no allocation on the path of a record that is pushed.
         let topics: Vec<String> = self
             .lanes
             .iter()
             .map(|l| format!("{:?}", l.topic()))
             .collect();
-        match self.lane_mut(input.topic) {
-            Some(lane) => lane.push(input, SystemTime::now()),
-            None => Err(Rejection::new(
-                "unexpected_topic",
-                format!(
-                    "topic {:?} is none of the sink's topics ({})",
-                    input.topic,
-                    topics.join(", ")
-                ),
-            )),
-        }
+        Err(Rejection::new(
+            "unexpected_topic",
+            format!(
+                "topic {:?} is none of the sink's topics ({})",
+                input.topic,
+                topics.join(", ")
+            ),
+        ))
     }
 
     async fn flush_due(
