@@ -17,7 +17,8 @@
     stage at least once (each restarted after 1–8 s), a rolling SIGTERM restart of every
     instance of every stage, a broker outage (every broker down, then up), S3 frozen
     (SIGSTOP/SIGCONT of the moto process, 60 s by default);
-  * then it waits for quiescence (every group has committed everything on its inputs),
+  * then it waits for quiescence (every group has committed everything on its inputs, no
+    aggregate holds an open window, no sink holds a buffer — twice, 6 s apart),
     reads the lake with pyarrow, flows.dlq with confluent-kafka, and counts per event id.
 
 A seed is EXACT when: no fed flow is missing from flows/, no event id has more than one
@@ -449,8 +450,33 @@ def group_lag(bootstrap):
     return lags
 
 
+# What each stage still holds in memory: a pipeline is drained only when every window is
+# closed and every sink buffer written. Committed offsets alone do not say it: aggregate
+# restores its open windows from the checkpoint, and they close (idle) seconds later.
+HELD_GAUGES = {"aggregate": "flowlake_aggregate_open_windows", "sink": "flowlake_sink_open_buffers"}
+
+
+def held_in_memory(instances):
+    """Per instance with a gauge above: its value (None when /metrics did not answer)."""
+    held = {}
+    for inst in instances:
+        gauge = HELD_GAUGES.get(inst.stage)
+        if gauge is None:
+            continue
+        status, body = http_status(f"http://127.0.0.1:{inst.port}/metrics")
+        value = None
+        if status == 200:
+            value = 0.0
+            for line in body.splitlines():
+                if line.startswith(gauge + " ") or line.startswith(gauge + "{"):
+                    value += float(line.rsplit(" ", 1)[1])
+        held[inst.name] = value
+    return held
+
+
 def wait_quiescent(bootstrap, instances, timeout):
-    """Until every group has committed all of its inputs, twice in a row 6 s apart."""
+    """Until every group has committed all of its inputs and nothing is held in memory
+    (open windows, sink buffers), twice in a row 6 s apart."""
     start = time.monotonic()
     streak, last = 0, None
     while time.monotonic() - start < timeout:
@@ -458,11 +484,14 @@ def wait_quiescent(bootstrap, instances, timeout):
             lags = group_lag(bootstrap)
         except Exception as e:  # the broker may still be catching up; retry
             lags = {"error": str(e)}
-        last = lags
-        if all(isinstance(v, int) and v == 0 for v in lags.values()) and all(i.alive() for i in instances):
+        held = held_in_memory(instances)
+        last = {**lags, "held": held}
+        if (all(isinstance(v, int) and v == 0 for v in lags.values())
+                and all(v == 0 for v in held.values())
+                and all(i.alive() for i in instances)):
             streak += 1
             if streak >= 2:
-                return True, round(time.monotonic() - start), lags
+                return True, round(time.monotonic() - start), last
         else:
             streak = 0
         time.sleep(6)

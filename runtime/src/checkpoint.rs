@@ -522,12 +522,7 @@ struct ReaderContext;
 
 impl rdkafka::ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        let end_of_partition = matches!(
-            error,
-            KafkaError::PartitionEOF(_)
-                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-        );
-        if !end_of_partition {
+        if !crate::kafka::is_end_of_partition(&error) {
             tracing::warn!(error = %error, reason, "checkpoint reader");
         }
     }

@@ -23,10 +23,10 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol, StreamConsumer,
 };
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
 use crate::checkpoint::{CheckpointError, CheckpointStore, Claim, Resume};
 use crate::config::KafkaSettings;
@@ -160,6 +160,15 @@ fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
         .collect()
 }
 
+/// Whether an error is librdkafka's end-of-partition report (`enable.partition.eof`), which
+/// arrives as a consumer error and, through the error callback, as a global one.
+pub(crate) fn is_end_of_partition(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    )
+}
+
 impl ClientContext for StageContext {
     /// librdkafka's statistics, every `statistics.interval.ms`: per-partition consumer lag
     /// (high watermark minus the committed offset), reported without any extra broker call.
@@ -178,6 +187,17 @@ impl ClientContext for StageContext {
                 .set(p.consumer_lag as f64);
             }
         }
+    }
+
+    /// rdkafka hands every error event to this callback before the consumer returns it; the
+    /// end of a partition (`enable.partition.eof`) is how the runner learns a partition is
+    /// caught up, not an error, so it is not logged as one.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if is_end_of_partition(&error) {
+            tracing::trace!(stage = self.stage, reason, "end of partition");
+            return;
+        }
+        tracing::error!(stage = self.stage, error = %error, reason, "librdkafka");
     }
 
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
