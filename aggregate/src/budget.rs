@@ -44,7 +44,8 @@
 
 use std::collections::HashSet;
 
-use crate::metrics::LabelSet;
+/// Label names and values of one series, in a fixed order (built by `metrics::label_set`).
+pub type LabelSet = Vec<(&'static str, String)>;
 
 /// The label value of a folded series.
 pub const OTHER: &str = "other";

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use flowlake_schemas::{Action, FlowEdge};
 use metrics::{Counter, Gauge, Label, Unit};
 
-use crate::budget::{self, Admission, SeriesBudget};
+use crate::budget::{self, Admission, LabelSet, SeriesBudget};
 use crate::edge::is_external;
 
 /// Flow records that arrived after their window had closed (emitted as corrections).
@@ -120,9 +120,6 @@ impl BusinessMetric {
         }
     }
 }
-
-/// Label names and values of one series, in a fixed order.
-pub type LabelSet = Vec<(&'static str, String)>;
 
 /// The label set of `metric` for `edge`: the single place labels are built, before the
 /// cardinality budget decides whether they get their own series.

@@ -38,8 +38,7 @@ use crate::config::KafkaSettings;
 use crate::marks::{Coordinates, OriginPartition};
 use crate::processor::TopicPartition;
 
-/// Default checkpoint topic.
-pub const DEFAULT_CHECKPOINT_TOPIC: &str = "flowlake.checkpoints";
+pub use crate::config::DEFAULT_CHECKPOINT_TOPIC;
 
 /// How often an owner re-appends its claim (after checking it still owns the partition),
 /// so the latest claim is never far from the end of the topic for an owned partition.
@@ -522,7 +521,7 @@ struct ReaderContext;
 
 impl rdkafka::ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !crate::kafka::is_end_of_partition(&error) {
+        if !crate::end_of_partition::is_end_of_partition(&error) {
             tracing::warn!(error = %error, reason, "checkpoint reader");
         }
     }

@@ -232,7 +232,7 @@ impl Default for RuntimeSettings {
             tick_interval: Duration::from_secs(1),
             commit_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(25),
-            checkpoint_topic: crate::checkpoint::DEFAULT_CHECKPOINT_TOPIC.to_owned(),
+            checkpoint_topic: DEFAULT_CHECKPOINT_TOPIC.to_owned(),
         }
     }
 }
@@ -354,6 +354,9 @@ pub fn validate_topic(field: &str, topic: &str) -> Result<(), ConfigError> {
         ))
     }
 }
+
+/// Default checkpoint topic.
+pub const DEFAULT_CHECKPOINT_TOPIC: &str = "flowlake.checkpoints";
 
 /// Default dead-letter topic of every stage.
 pub const DEFAULT_DLQ_TOPIC: &str = "flows.dlq";

@@ -15,16 +15,28 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 
+use crate::error::RuntimeError;
 use crate::kafka::{
     ORIGIN_OFFSET_HEADER, ORIGIN_PARTITION_HEADER, ORIGIN_SEQ_HEADER, ORIGIN_TOPIC_HEADER,
 };
 use crate::marks::{Coordinates, OriginPartition};
 use crate::metrics::StageMetrics;
 use crate::processor::{OutputRecord, Rejection};
-use crate::runner::{
-    DLQ_ERROR_CLASS, DLQ_ERROR_MESSAGE, DLQ_FORMAT, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION,
-    DLQ_SOURCE_TOPIC, DLQ_STAGE, RuntimeError,
-};
+
+/// Dead-letter header: short error class.
+pub const DLQ_ERROR_CLASS: &str = "flowlake.error.class";
+/// Dead-letter header: human-readable reason.
+pub const DLQ_ERROR_MESSAGE: &str = "flowlake.error.message";
+/// Dead-letter header: topic the record was read from.
+pub const DLQ_SOURCE_TOPIC: &str = "flowlake.source.topic";
+/// Dead-letter header: partition it was read from.
+pub const DLQ_SOURCE_PARTITION: &str = "flowlake.source.partition";
+/// Dead-letter header: offset it was read from.
+pub const DLQ_SOURCE_OFFSET: &str = "flowlake.source.offset";
+/// Dead-letter header: the stage that rejected it.
+pub const DLQ_STAGE: &str = "flowlake.stage";
+/// Dead-letter header: the input format the record was read as, when known.
+pub const DLQ_FORMAT: &str = "flowlake.format";
 
 /// The origin coordinates stamped on `message` by the stage that produced it; None for a
 /// record without them (an agent's) or with unreadable ones (treated as new, never

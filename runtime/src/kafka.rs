@@ -26,7 +26,7 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::FutureProducer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::types::RDKafkaRespErr;
 
 use crate::checkpoint::{CheckpointError, CheckpointStore, Claim, Resume};
 use crate::config::KafkaSettings;
@@ -160,15 +160,6 @@ fn partitions(list: &TopicPartitionList) -> Vec<TopicPartition> {
         .collect()
 }
 
-/// Whether an error is librdkafka's end-of-partition report (`enable.partition.eof`), which
-/// arrives as a consumer error and, through the error callback, as a global one.
-pub(crate) fn is_end_of_partition(error: &KafkaError) -> bool {
-    matches!(
-        error,
-        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-    )
-}
-
 impl ClientContext for StageContext {
     /// librdkafka's statistics, every `statistics.interval.ms`: per-partition consumer lag
     /// (high watermark minus the committed offset), reported without any extra broker call.
@@ -193,7 +184,7 @@ impl ClientContext for StageContext {
     /// end of a partition (`enable.partition.eof`) is how the runner learns a partition is
     /// caught up, not an error, so it is not logged as one.
     fn error(&self, error: KafkaError, reason: &str) {
-        if is_end_of_partition(&error) {
+        if crate::end_of_partition::is_end_of_partition(&error) {
             tracing::trace!(stage = self.stage, reason, "end of partition");
             return;
         }

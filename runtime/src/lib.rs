@@ -11,6 +11,8 @@ pub mod app;
 pub mod checkpoint;
 pub mod config;
 mod delivery;
+mod end_of_partition;
+mod error;
 pub mod http;
 pub mod kafka;
 pub mod marks;

@@ -39,26 +39,16 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{CLAIM_REFRESH, CheckpointError, CheckpointStore};
 use crate::config::{KafkaSettings, RuntimeSettings};
 use crate::delivery::{self, Produce};
+pub use crate::delivery::{
+    DLQ_ERROR_CLASS, DLQ_ERROR_MESSAGE, DLQ_FORMAT, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION,
+    DLQ_SOURCE_TOPIC, DLQ_STAGE,
+};
+pub use crate::error::RuntimeError;
 use crate::http::Readiness;
 use crate::kafka::{self, StageContext};
 use crate::metrics::StageMetrics;
 use crate::owned::{Admission, DueCheckpoint, OwnedPartitions};
 use crate::processor::{Input, Outputs, Processor, ProcessorError, TopicPartition};
-
-/// Dead-letter header: short error class.
-pub const DLQ_ERROR_CLASS: &str = "flowlake.error.class";
-/// Dead-letter header: human-readable reason.
-pub const DLQ_ERROR_MESSAGE: &str = "flowlake.error.message";
-/// Dead-letter header: topic the record was read from.
-pub const DLQ_SOURCE_TOPIC: &str = "flowlake.source.topic";
-/// Dead-letter header: partition it was read from.
-pub const DLQ_SOURCE_PARTITION: &str = "flowlake.source.partition";
-/// Dead-letter header: offset it was read from.
-pub const DLQ_SOURCE_OFFSET: &str = "flowlake.source.offset";
-/// Dead-letter header: the stage that rejected it.
-pub const DLQ_STAGE: &str = "flowlake.stage";
-/// Dead-letter header: the input format the record was read as, when known.
-pub const DLQ_FORMAT: &str = "flowlake.format";
 
 /// What the runtime needs to know about a stage.
 #[derive(Clone, Debug)]
@@ -69,29 +59,6 @@ pub struct StageSpec {
     pub input_topics: Vec<String>,
     /// Topic for rejected records.
     pub dlq_topic: String,
-}
-
-/// Why a stage stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    /// The Kafka client could not be created or subscribed (configuration).
-    #[error("kafka client: {0}")]
-    Client(#[source] KafkaError),
-    /// The broker refused a record for good (e.g. authorization, record too large).
-    #[error("cannot produce to {topic}: {source}")]
-    Delivery {
-        /// Destination topic.
-        topic: String,
-        /// Broker or client error.
-        #[source]
-        source: KafkaError,
-    },
-    /// The processor failed in a way retrying cannot fix.
-    #[error("stage failed: {0}")]
-    Processor(#[from] ProcessorError),
-    /// A checkpoint could not be read or written.
-    #[error("checkpoint: {0}")]
-    Checkpoint(#[source] CheckpointError),
 }
 
 /// Runs one stage until `shutdown` is cancelled or a fatal error.

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeSet;
 
-use super::eval::{Ctx, Dir, Opinion};
+use super::context::{Ctx, Dir, Opinion, domain_matches};
 use super::parse::{CalicoPolicy, CalicoRule, Entity, NetSet};
 use crate::policy::model::Peer;
 use crate::policy::selectors::{CalicoSelector, NamespaceView, PlainView};
@@ -289,17 +289,6 @@ fn set_holds(ctx: &Ctx<'_>, set: &NetSet, peer: &Peer, far: Option<Dir>) -> Tri 
         _ => Tri::No,
     };
     by_name.or(by_address)
-}
-
-/// `*.example.com` matches one or more labels in front of `example.com`; otherwise exact
-/// (case-insensitive, trailing dot ignored).
-pub fn domain_matches(pattern: &str, name: &str) -> bool {
-    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    match pattern.strip_prefix("*.") {
-        Some(suffix) => name.len() > suffix.len() + 1 && name.ends_with(&format!(".{suffix}")),
-        None => pattern == name,
-    }
 }
 
 #[cfg(test)]

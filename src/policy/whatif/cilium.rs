@@ -10,8 +10,7 @@
 //! deny rule matches (deny wins). A rule with ports but no peer matches every peer; an
 //! empty rule `{}` matches nothing (it only switches default deny on).
 
-use super::calico::domain_matches;
-use super::eval::{Ctx, Dir, Opinion};
+use super::context::{Ctx, Dir, Opinion, domain_matches};
 use super::parse::{CiliumPolicy, CiliumRule, CiliumSelector};
 use crate::policy::model::Peer;
 use crate::policy::tri::Tri;

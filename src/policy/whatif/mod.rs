@@ -12,6 +12,7 @@
 
 mod calico;
 mod cilium;
+mod context;
 pub mod eval;
 pub mod parse;
 
