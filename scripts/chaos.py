@@ -754,6 +754,34 @@ def cmd_failover(args):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def cmd_table(args):
+    """The Markdown table of a results.jsonl (one row per seed) and its totals line."""
+    rows = []
+    with open(args.results) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    print("| seed | flows fed | dead letters fed | lost | duplicated rows | Σ edges.flows "
+          "| denied (edges / fed) | DLQ lost / dup | faults | verdict | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    exact = lost = dups = 0
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['seed']} | | | | | | | | | ERROR: {r['error'][:80]} | |")
+            continue
+        kinds = {}
+        for fault in r["faults"]:
+            kinds[fault["fault"]] = kinds.get(fault["fault"], 0) + 1
+        faults = ", ".join(k if n == 1 else f"{k}×{n}" for k, n in sorted(kinds.items()))
+        verdict = "EXACT" if r["exact"] else "NOT EXACT"
+        exact += r["exact"]
+        lost += r["lost"]
+        dups += r["dup_rows"]
+        print(f"| {r['seed']} | {r['flows_fed']} | {r['dead_letters_fed']} | {r['lost']} | {r['dup_rows']} "
+              f"| {r['edges_flows']} | {r['edges_denied']} / {r['denied_expected']} "
+              f"| {r['dlq_lost']} / {r['dlq_dup']} | {faults} | {verdict} | {r['elapsed_s']} |")
+    print(f"\n{exact} of {len(rows)} seeds exact; lost {lost}, duplicated rows {dups} in total.")
+    return 0 if exact == len(rows) else 1
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -790,7 +818,11 @@ def main():
                     help="passed to both ingest instances (default: none, the stages' defaults)")
     fo.add_argument("--rate", type=int, default=200, help="flows per second fed")
     fo.add_argument("--observe", type=float, default=120, help="how long to wait for every partition")
+    table = sub.add_parser("table", help="print the Markdown table of a run's results.jsonl")
+    table.add_argument("results", help="results.jsonl in a run's work directory")
     args = p.parse_args()
+    if args.command == "table":
+        return cmd_table(args)
     if args.command == "run" and args.kafka_property is None:
         args.kafka_property = fast
     if args.command == "run" and args.feed_seconds is None:

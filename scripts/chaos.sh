@@ -5,6 +5,7 @@
 #
 #   scripts/chaos.sh --seeds 30 [--flows 20000] [--bin-dir target/release] [--keep]
 #   scripts/chaos.sh failover [--kafka-property session.timeout.ms=10000 ...]
+#   scripts/chaos.sh table WORKDIR/results.jsonl     # the Markdown table RELIABILITY.md quotes
 #
 # Needs the release binaries (cargo build --release --workspace --bins) unless --bin-dir says otherwise,
 # and the test venv (scripts/install-test-deps.sh installs it; FLOWLAKE_PYTHON points at it).
@@ -22,6 +23,7 @@ fi
 
 case "${1:-}" in
   failover) shift; exec "$FLOWLAKE_PYTHON" scripts/chaos.py failover "$@" ;;
+  table) shift; exec "$FLOWLAKE_PYTHON" scripts/chaos.py table "$@" ;;
   run) shift ;;
 esac
 exec "$FLOWLAKE_PYTHON" scripts/chaos.py run "$@"
