@@ -8,14 +8,8 @@
 //! after the format is known (detected or pinned) names that format, which the runtime
 //! writes as the `flowlake.format` DLQ header.
 
-pub mod calico;
-pub mod canonical;
-mod fields;
-pub mod format;
-pub mod hubble;
-mod json;
+pub mod formats;
 pub mod metrics;
-pub mod netobserv;
 pub mod processor;
 pub mod registry;
 pub mod reject;
@@ -28,6 +22,9 @@ use flowlake_runtime::{ConfigError, Rejection};
 use flowlake_schemas::{AvroCodec, AvroRecord, CodecError, FlowEvent, Timestamp};
 
 pub use format::Format;
+pub use formats::detect as format;
+pub use formats::{calico, canonical, hubble, netobserv};
+use formats::{fields, json};
 pub use processor::IngestProcessor;
 pub use settings::IngestSettings;
 

@@ -503,7 +503,7 @@ mod tests {
         ($name:literal) => {
             (
                 $name,
-                include_str!(concat!("../../tests/fixtures/hubble/", $name)),
+                include_str!(concat!("../../../tests/fixtures/hubble/", $name)),
             )
         };
     }

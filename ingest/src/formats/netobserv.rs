@@ -359,14 +359,14 @@ mod tests {
     type TestResult = Result<(), TestError>;
 
     const LOKI_LINES: &str =
-        include_str!("../../tests/fixtures/netobserv/loki_lines_flow_records.jsonl");
+        include_str!("../../../tests/fixtures/netobserv/loki_lines_flow_records.jsonl");
     const LEGACY: &str =
-        include_str!("../../tests/fixtures/netobserv/flp_benchmark_legacy_goflow2_20.jsonl");
+        include_str!("../../../tests/fixtures/netobserv/flp_benchmark_legacy_goflow2_20.jsonl");
     const LOKI_RESPONSE: &str = include_str!(
-        "../../tests/fixtures/netobserv/console_mock_loki_query_range_flow_records.json"
+        "../../../tests/fixtures/netobserv/console_mock_loki_query_range_flow_records.json"
     );
     const LOKI_RESPONSE_DROPPED: &str = include_str!(
-        "../../tests/fixtures/netobserv/console_mock_loki_query_range_has_dropped.json"
+        "../../../tests/fixtures/netobserv/console_mock_loki_query_range_has_dropped.json"
     );
 
     fn canonical(message: &str) -> Result<Value, TestError> {

@@ -401,11 +401,12 @@ mod tests {
 
     type TestResult = Result<(), TestError>;
 
-    const FLOWLOGS: &str = include_str!("../../../tests/fixtures/calico/enterprise_flowlogs.jsonl");
+    const FLOWLOGS: &str =
+        include_str!("../../../../tests/fixtures/calico/enterprise_flowlogs.jsonl");
     const WHISKER_MOCK: &str =
-        include_str!("../../../tests/fixtures/calico/enterprise_flowlog_whisker_ui_mock.json");
+        include_str!("../../../../tests/fixtures/calico/enterprise_flowlog_whisker_ui_mock.json");
     const DOCS_VERBATIM: &str =
-        include_str!("../../../tests/fixtures/calico/enterprise_flowlog_docs_verbatim.txt");
+        include_str!("../../../../tests/fixtures/calico/enterprise_flowlog_docs_verbatim.txt");
 
     fn canonical(message: &str) -> Result<Value, TestError> {
         test_decode::canonical(message, Format::CalicoEnterprise)

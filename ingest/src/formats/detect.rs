@@ -658,16 +658,16 @@ mod tests {
         for (name, text) in [
             (
                 "antctl_get_flowrecords_table.txt",
-                include_str!("../../tests/fixtures/antrea/antctl_get_flowrecords_table.txt"),
+                include_str!("../../../tests/fixtures/antrea/antctl_get_flowrecords_table.txt"),
             ),
             (
                 "flowaggregator_flowlogger_lines.txt",
-                include_str!("../../tests/fixtures/antrea/flowaggregator_flowlogger_lines.txt"),
+                include_str!("../../../tests/fixtures/antrea/flowaggregator_flowlogger_lines.txt"),
             ),
             (
                 "flowaggregator_s3_csv_records_with_placeholders.csv",
                 include_str!(
-                    "../../tests/fixtures/antrea/flowaggregator_s3_csv_records_with_placeholders.csv"
+                    "../../../tests/fixtures/antrea/flowaggregator_s3_csv_records_with_placeholders.csv"
                 ),
             ),
         ] {
@@ -690,7 +690,7 @@ mod tests {
     #[test]
     fn loki_responses_are_named() {
         let response = include_bytes!(
-            "../../tests/fixtures/netobserv/console_mock_loki_query_range_flow_records.json"
+            "../../../tests/fixtures/netobserv/console_mock_loki_query_range_flow_records.json"
         );
         let (class, message) = class_and_message(response);
         assert_eq!(class, reject::UNKNOWN_FORMAT);
@@ -702,7 +702,7 @@ mod tests {
 
     #[test]
     fn antrea_json_is_named() -> Result<(), serde_json::Error> {
-        let text = include_str!("../../tests/fixtures/antrea/antctl_get_flowrecords.json");
+        let text = include_str!("../../../tests/fixtures/antrea/antctl_get_flowrecords.json");
         assert_eq!(
             class_and_message(text.as_bytes()).1,
             "a JSON array, not an object: each message must hold one flow record"

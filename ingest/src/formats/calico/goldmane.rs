@@ -421,9 +421,9 @@ mod tests {
     type TestResult = Result<(), TestError>;
 
     const PROTOJSON: &str =
-        include_str!("../../../tests/fixtures/calico/goldmane_flow_protojson_calico3.30.json");
+        include_str!("../../../../tests/fixtures/calico/goldmane_flow_protojson_calico3.30.json");
     const EMITTER: &str =
-        include_str!("../../../tests/fixtures/calico/goldmane_emitter_flows_transcribed.jsonl");
+        include_str!("../../../../tests/fixtures/calico/goldmane_emitter_flows_transcribed.jsonl");
 
     fn canonical(message: &str) -> Result<Value, TestError> {
         test_decode::canonical(message, Format::CalicoGoldmane)
