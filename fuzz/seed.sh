@@ -13,9 +13,9 @@ fuzz_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$fuzz_dir")"
 corpus="$fuzz_dir/corpus"
 # How many formats decode_pinned chooses from: the selector byte is taken modulo this, so
-# seeding 0..N-1 covers each once. Kept in step with Format::ALL by counting its entries.
-formats="$(sed -n '/pub const ALL/,/;/p' "$repo/ingest/src/format.rs" | grep -o 'Format::[A-Za-z]*' | wc -l)"
-[ "$formats" -gt 0 ] || { echo "seed.sh: cannot count Format::ALL" >&2; exit 1; }
+# seeding 0..N-1 covers each once. Kept in step with Format::ALL by counting the entries of FORMATS.
+formats="$(sed -n '/pub const FORMATS/,/];/p' "$repo/ingest/src/formats/mod.rs" | grep -c '::SPEC,')"
+[ "$formats" -gt 0 ] || { echo "seed.sh: cannot count FORMATS" >&2; exit 1; }
 
 mkdir -p "$corpus/decode_any" "$corpus/decode_pinned" "$corpus/avro_framing"
 lines=0

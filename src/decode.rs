@@ -25,6 +25,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use flowlake_ingest::formats::canonical;
 use flowlake_ingest::{DecodeContext, Format, IngestSettings};
 use serde::de::IgnoredAny;
 
@@ -42,9 +43,8 @@ const STDIN: &str = "-";
 /// Arguments of `flowlake decode`.
 #[derive(Debug, clap::Args)]
 pub struct DecodeArgs {
-    /// Decode every record as this format instead of detecting it per record
-    /// (a name ingest knows, e.g. hubble, canonical-json, canonical-avro).
-    #[arg(long, value_name = "FORMAT")]
+    // The help names the formats of ingest's registration list, so it cannot go stale.
+    #[arg(long, value_name = "FORMAT", help = format_help())]
     format: Option<Format>,
     /// Cluster attributed to records that name none, as ingest's --cluster-id.
     #[arg(long, value_name = "CLUSTER", default_value = DEFAULT_CLUSTER_ID)]
@@ -53,6 +53,17 @@ pub struct DecodeArgs {
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
 }
+
+/// `--format`'s help: every format's name.
+fn format_help() -> String {
+    format!(
+        "Decode every record as this format instead of detecting it per record: one of {}",
+        Format::known_names()
+    )
+}
+
+/// The one format whose file is a single message (Avro is binary: lines mean nothing).
+const CANONICAL_AVRO: Format = Format::named(canonical::avro::NAME);
 
 /// How a file was split into records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +95,7 @@ struct Record<'a> {
 
 /// Splits `content` into records; see the module documentation for the modes.
 fn split(content: &[u8], pinned: Option<Format>) -> (Mode, Vec<Record<'_>>) {
-    if pinned == Some(Format::CanonicalAvro) {
+    if pinned == Some(CANONICAL_AVRO) {
         let records = if content.is_empty() {
             Vec::new()
         } else {
@@ -383,7 +394,7 @@ mod tests {
     fn pinned_avro_is_one_message() {
         let avro = b"\xc3\x01\n\x00\x0a";
         assert_eq!(
-            split(avro, Some(Format::CanonicalAvro)),
+            split(avro, Some(CANONICAL_AVRO)),
             (
                 Mode::OneMessage,
                 vec![Record {
@@ -392,8 +403,11 @@ mod tests {
                 }]
             )
         );
-        assert_eq!(split(b"", Some(Format::CanonicalAvro)).1, Vec::new());
-        assert_eq!(split(b"{\"a\":1}", Some(Format::Hubble)).0, Mode::Lines);
+        assert_eq!(split(b"", Some(CANONICAL_AVRO)).1, Vec::new());
+        assert_eq!(
+            split(b"{\"a\":1}", Some(Format::named("hubble"))).0,
+            Mode::Lines
+        );
     }
 
     #[test]

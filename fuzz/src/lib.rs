@@ -53,6 +53,6 @@ pub fn check_accepted(ctx: &DecodeContext, json_ctx: &DecodeContext, event: &Flo
 /// A context pinned to canonical JSON, for the JSON round trip.
 pub fn json_context() -> DecodeContext {
     let mut ctx = context();
-    ctx.format = Some(Format::CanonicalJson);
+    ctx.format = Some(Format::named("canonical-json"));
     ctx
 }

@@ -76,7 +76,7 @@ fn workloads() -> BTreeMap<&'static str, Workload> {
                 .entry(format.name())
                 .or_default()
                 .push(line.to_vec());
-            if format == Format::Hubble {
+            if format == Format::named("hubble") {
                 let json = serde_json::to_vec(&event).unwrap_or_else(|e| panic!("{e}"));
                 let avro = ctx.avro_codec().encode(&event);
                 canonical_json.push(json);
@@ -93,14 +93,14 @@ fn workloads() -> BTreeMap<&'static str, Workload> {
         })
         .collect();
     workloads.insert(
-        Format::CanonicalJson.name(),
+        "canonical-json",
         Workload {
             messages: cycled(&canonical_json),
             baseline: cycled(&canonical_json),
         },
     );
     workloads.insert(
-        Format::CanonicalAvro.name(),
+        "canonical-avro",
         Workload {
             messages: cycled(&canonical_avro),
             baseline: cycled(&canonical_json),

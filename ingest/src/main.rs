@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use flowlake_ingest::{IngestProcessor, IngestSettings};
+use flowlake_ingest::{Format, IngestProcessor, IngestSettings};
 use flowlake_runtime::StageSpec;
 use flowlake_runtime::app::{self, ProcessSettings};
 use flowlake_runtime::config::{
@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 const BINARY: &str = "flowlake-ingest";
 
-/// Reads raw flow records (flows.raw: Cilium Hubble JSON, canonical JSON or Avro), writes
+/// Reads raw flow records of the agents' formats (flows.raw; see --format), writes
 /// canonical FlowEvents (flows.events) and sends what it cannot read to flows.dlq with the
 /// reason. Configuration: flags and FLOWLAKE_* variables override the --config file.
 #[derive(Debug, Parser)]
@@ -28,13 +28,20 @@ struct Args {
     /// Cluster the flows come from (required; every record carries it).
     #[arg(long, env = "FLOWLAKE_CLUSTER_ID")]
     cluster_id: Option<String>,
-    /// Pin the input format (hubble, calico-goldmane, calico-enterprise, netobserv,
-    /// canonical-json, canonical-avro) instead of detecting it per message.
-    #[arg(long, env = "FLOWLAKE_FORMAT")]
+    // The help names the formats of the registration list, so it cannot go stale.
+    #[arg(long, env = "FLOWLAKE_FORMAT", help = format_help())]
     format: Option<String>,
     /// Confluent Schema Registry URL for Confluent-framed Avro with an unconfigured schema id.
     #[arg(long, env = "FLOWLAKE_SCHEMA_REGISTRY_URL")]
     schema_registry_url: Option<String>,
+}
+
+/// `--format`'s help: every format's name, from the registration list.
+fn format_help() -> String {
+    format!(
+        "Pin the input format ({}) instead of detecting it per message",
+        Format::known_names()
+    )
 }
 
 /// The config file.

@@ -7,7 +7,7 @@
 
 use metrics::{Counter, Unit, counter, describe_counter};
 
-use crate::format::Format;
+use crate::formats::Format;
 use crate::reject;
 
 /// Records decoded and produced, by input format.
@@ -150,8 +150,8 @@ mod tests {
         metrics::with_local_recorder(&recorder, || {
             describe();
             let mut m = IngestMetrics::register();
-            m.record(Format::Hubble);
-            m.record(Format::Hubble);
+            m.record(Format::named("hubble"));
+            m.record(Format::named("hubble"));
             m.rejected(reject::NOT_JSON);
             assert_eq!(
                 recorder.counter(r#"flowlake_ingest_records_total{format="hubble"}"#),
@@ -159,7 +159,7 @@ mod tests {
                 "nothing counted before the flush"
             );
             m.flush();
-            m.record(Format::CanonicalAvro);
+            m.record(Format::named("canonical-avro"));
             m.flush();
             m.flush();
         });

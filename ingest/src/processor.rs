@@ -22,11 +22,14 @@ use flowlake_runtime::{Input, Outputs, Processor, ProcessorError, Rejection};
 use flowlake_schemas::codec::CONFLUENT_MAGIC;
 use flowlake_schemas::{FlowEvent, Timestamp};
 
-use crate::format::Format;
+use crate::formats::{Format, canonical};
 use crate::metrics::IngestMetrics;
 use crate::registry::SchemaRegistry;
 use crate::settings::IngestSettings;
 use crate::{DecodeContext, IngestError, decode, reject};
+
+/// The format whose Confluent framing may need a Schema Registry lookup before decoding.
+const CANONICAL_AVRO: Format = Format::named(canonical::avro::NAME);
 
 /// Header that pins the format of one message, overriding `ingest.format`.
 pub const FORMAT_HEADER: &str = "flowlake.format";
@@ -97,7 +100,7 @@ impl IngestProcessor {
             return Ok(());
         };
         // A payload that starts with the Confluent magic byte is detected as canonical Avro.
-        if !matches!(self.ctx.format, None | Some(Format::CanonicalAvro)) {
+        if !matches!(self.ctx.format, None | Some(CANONICAL_AVRO)) {
             return Ok(());
         }
         let Some(id) = confluent_schema_id(payload) else {
@@ -105,7 +108,7 @@ impl IngestProcessor {
         };
         registry
             .resolve(id, &mut self.ctx, Instant::now())
-            .map_err(|r| r.with_format(Format::CanonicalAvro.name()))
+            .map_err(|r| r.with_format(canonical::avro::NAME))
     }
 }
 
@@ -164,7 +167,7 @@ fn reject_header_schema_id(input: &Input<'_>) -> Result<(), Rejection> {
                  the payload (PrefixSchemaIdSerializer, the default)"
             ),
         )
-        .with_format(Format::CanonicalAvro.name())),
+        .with_format(canonical::avro::NAME)),
     }
 }
 
@@ -375,12 +378,12 @@ mod tests {
     fn settings_pin_unless_a_header_says_otherwise() {
         assert_eq!(pinned_format(None, None), Ok(None));
         assert_eq!(
-            pinned_format(None, Some(Format::Hubble)),
-            Ok(Some(Format::Hubble))
+            pinned_format(None, Some(Format::named("hubble"))),
+            Ok(Some(Format::named("hubble")))
         );
         assert_eq!(
-            pinned_format(Some(b"canonical-json"), Some(Format::Hubble)),
-            Ok(Some(Format::CanonicalJson))
+            pinned_format(Some(b"canonical-json"), Some(Format::named("hubble"))),
+            Ok(Some(Format::named("canonical-json")))
         );
         assert_eq!(
             pinned_format(Some(&[0xff]), None).map_err(|r| r.class),

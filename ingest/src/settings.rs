@@ -8,7 +8,7 @@ use std::time::Duration;
 use flowlake_runtime::ConfigError;
 use serde::{Deserialize, Serialize};
 
-use crate::format::Format;
+use crate::formats::Format;
 
 /// Default for [`IngestSettings::max_message_bytes`]: 1 MiB, Kafka's default
 /// `message.max.bytes` (1 MB + overhead), so a default broker cannot hand us a larger one
@@ -36,9 +36,9 @@ pub struct IngestSettings {
     /// endpoints may carry `cluster_name`). Required.
     #[serde(default)]
     pub cluster_id: String,
-    /// Input format of every message (`hubble`, `calico-goldmane`, `calico-enterprise`,
-    /// `netobserv`, `canonical-json`, `canonical-avro`);
-    /// unset = detect per message. A `flowlake.format` header on a message overrides it.
+    /// Input format of every message: the name of one of
+    /// [`FORMATS`](crate::formats::FORMATS) (validated against it); unset = detect per
+    /// message. A `flowlake.format` header on a message overrides it.
     #[serde(default)]
     pub format: Option<String>,
     /// Largest message accepted; larger ones are dead-lettered as `message_too_large`.
@@ -149,7 +149,10 @@ mod tests {
                 "schema_registry_url":"http://sr:8081"}"#,
         )?;
         assert_eq!(settings.max_future_skew, Duration::from_secs(3630));
-        assert_eq!(settings.pinned_format().ok(), Some(Some(Format::Hubble)));
+        assert_eq!(
+            settings.pinned_format().ok(),
+            Some(Some(Format::named("hubble")))
+        );
         assert_eq!(settings.confluent_schema_ids, vec![7]);
         assert_eq!(
             settings.schema_registry_url.as_deref(),

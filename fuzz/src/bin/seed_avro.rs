@@ -54,7 +54,7 @@ fn run(corpus: &Path) -> Result<usize, String> {
                 corpus,
                 "decode_pinned",
                 &file,
-                &pinned(Format::CanonicalAvro, &bytes),
+                &pinned(Format::named("canonical-avro"), &bytes),
             )?;
             written += 3;
         }
@@ -75,7 +75,7 @@ fn run(corpus: &Path) -> Result<usize, String> {
         corpus,
         "decode_pinned",
         "canonical-json-sample",
-        &pinned(Format::CanonicalJson, &json),
+        &pinned(Format::named("canonical-json"), &json),
     )?;
     Ok(written + 2)
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::error::Category;
 
-use crate::format::not_json;
+use super::unsupported::not_json;
 use crate::reject;
 
 /// A JSON string, borrowed from the message when it has no escapes.

@@ -20,7 +20,7 @@ pub mod goldmane;
 use flowlake_runtime::Rejection;
 use flowlake_schemas::{EndpointHint, Reporter};
 
-use crate::fields;
+use super::fields;
 use crate::reject;
 
 /// Protocol names Calico writes, with their IANA numbers.

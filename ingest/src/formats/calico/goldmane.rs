@@ -36,9 +36,9 @@ use flowlake_schemas::{Action, EndpointHint, FlowEvent, PolicyHit, Reporter};
 use serde::Deserialize;
 
 use super::{Counters, some_hint};
-use crate::fields;
-use crate::format::Format;
-use crate::json::{self, Int, ProtoEnum, Str};
+use crate::formats::fields;
+use crate::formats::json::{self, Int, ProtoEnum, Str};
+use crate::formats::spec::{Detection, FormatSpec};
 use crate::reject;
 
 /// `goldmane.Flow`: the fields ingest reads.
@@ -246,6 +246,18 @@ const POLICY_KIND: EnumType<&str> = EnumType {
 /// The kind of a hit whose kind is not set.
 const UNSPECIFIED_KIND: &str = "KindUnspecified";
 
+/// The format's name (`ingest.format`, the `flowlake.format` header, `source_format`).
+pub const NAME: &str = "calico-goldmane";
+
+/// Goldmane's registration in [`crate::formats::FORMATS`]: recognised by `Key`, an object in
+/// every Goldmane flow (protojson or emitter; the proto field is called `Key`), tried
+/// before every other format's keys (Goldmane shares `source_labels` with Enterprise).
+pub const SPEC: FormatSpec = FormatSpec {
+    name: NAME,
+    detection: Detection::by_keys(&["Key"], 10),
+    decode: |payload, _| decode(payload),
+};
+
 /// Decodes one Goldmane flow (protojson or emitter JSON).
 pub fn decode(payload: &[u8]) -> Result<FlowEvent, Rejection> {
     let flow: RawFlow<'_> = json::parse(payload, "goldmane flow")?;
@@ -300,7 +312,7 @@ pub fn decode(payload: &[u8]) -> Result<FlowEvent, Rejection> {
     Ok(FlowEvent {
         event_id: fields::content_hash(payload),
         cluster_id: String::new(),
-        source_format: Format::CalicoGoldmane.name().to_owned(),
+        source_format: NAME.to_owned(),
         reporter_node: None,
         reporter,
         start_time,
@@ -421,16 +433,16 @@ mod tests {
     type TestResult = Result<(), TestError>;
 
     const PROTOJSON: &str =
-        include_str!("../../../tests/fixtures/calico/goldmane_flow_protojson_calico3.30.json");
+        include_str!("../../../../tests/fixtures/calico/goldmane_flow_protojson_calico3.30.json");
     const EMITTER: &str =
-        include_str!("../../../tests/fixtures/calico/goldmane_emitter_flows_transcribed.jsonl");
+        include_str!("../../../../tests/fixtures/calico/goldmane_emitter_flows_transcribed.jsonl");
 
     fn canonical(message: &str) -> Result<Value, TestError> {
-        test_decode::canonical(message, Format::CalicoGoldmane)
+        test_decode::canonical(message, NAME)
     }
 
     fn rejection(message: &str) -> Result<(&'static str, String), TestError> {
-        test_decode::rejection(message, Some(Format::CalicoGoldmane))
+        test_decode::rejection(message, Some(NAME))
     }
 
     fn hint(kind: &str, namespace: &str, name: Option<&str>, aggregated: &str) -> Value {
@@ -445,11 +457,11 @@ mod tests {
     fn every_fixture_record_decodes() -> TestResult {
         let ctx = ctx()?;
         let (format, _) = accepted(crate::decode(PROTOJSON.as_bytes(), &ctx))?;
-        assert_eq!(format, Format::CalicoGoldmane);
+        assert_eq!(format.name(), NAME);
         let mut decoded = 0;
         for line in EMITTER.lines() {
             let (format, _) = accepted(crate::decode(line.as_bytes(), &ctx))?;
-            assert_eq!(format, Format::CalicoGoldmane);
+            assert_eq!(format.name(), NAME);
             decoded += 1;
         }
         assert_eq!(decoded, 2);

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::json::{ProtoEnum, Str};
+use crate::formats::json::{ProtoEnum, Str};
 
 /// The fields of `flow.Flow` (and of its `GetFlowsResponse` wrapper) that ingest reads.
 #[derive(Debug, Default, Deserialize)]

@@ -47,9 +47,9 @@ use flowlake_schemas::{
     Reporter, Timestamp,
 };
 
-use crate::fields::content_hash;
-use crate::format::Format;
-use crate::json::{self, ProtoEnum, Str};
+use super::fields::content_hash;
+use super::json::{self, ProtoEnum, Str};
+use super::spec::{Detection, FormatSpec, KeyRule};
 use crate::reject;
 
 mod raw;
@@ -70,6 +70,59 @@ const CILIUM_DEFAULT_CLUSTER_NAME: &str = "default";
 const POLICY_DERIVED_FROM_LABEL: &str = "k8s:io.cilium.k8s.policy.derived-from=";
 /// Policy kind when a policy names none.
 const DEFAULT_POLICY_KIND: &str = "CiliumNetworkPolicy";
+
+/// The format's name (`ingest.format`, the `flowlake.format` header, `source_format`).
+pub const NAME: &str = "hubble";
+
+/// Hubble's registration in [`super::FORMATS`]. Its strong keys come after the agent
+/// formats' (goflow2 records have `Type`); its weak keys need two, after canonical's.
+pub const SPEC: FormatSpec = FormatSpec {
+    name: NAME,
+    detection: Detection {
+        framing: &[],
+        keys: KeyRule {
+            keys: KEYS,
+            needed: 1,
+            precedence: 40,
+        },
+        shared_keys: &["Type"],
+        weak_keys: KeyRule {
+            keys: WEAK_KEYS,
+            needed: 2,
+            precedence: 20,
+        },
+    },
+    decode: |payload, with| decode(payload, with.default_cluster_id),
+};
+
+/// Keys only a Hubble flow (or a Hubble `GetFlowsResponse`) has at its top level; the
+/// lowerCamelCase ones are the same fields under protobuf's default JSON names.
+const KEYS: &[&str] = &[
+    "flow",
+    "verdict",
+    "IP",
+    "l4",
+    "Type",
+    "event_type",
+    "eventType",
+    "is_reply",
+    "isReply",
+    "traffic_direction",
+    "trafficDirection",
+    "drop_reason_desc",
+    "dropReasonDesc",
+    "trace_observation_point",
+    "Summary",
+    "ethernet",
+    "lost_events",
+    "agent_event",
+    "debug_event",
+    "node_status",
+];
+
+/// Keys a bare Hubble flow shares with other shapes: two of them together say Hubble only
+/// when nothing more specific did.
+const WEAK_KEYS: &[&str] = &["source", "destination", "time", "node_name", "nodeName"];
 
 /// Decodes one Hubble JSON message. `default_cluster_id` is used when no endpoint names
 /// its cluster.
@@ -156,7 +209,7 @@ impl Mapper {
         Ok(FlowEvent {
             event_id,
             cluster_id,
-            source_format: Format::Hubble.name().to_owned(),
+            source_format: NAME.to_owned(),
             reporter_node: flow
                 .node_name
                 .as_ref()
@@ -503,7 +556,7 @@ mod tests {
         ($name:literal) => {
             (
                 $name,
-                include_str!(concat!("../../tests/fixtures/hubble/", $name)),
+                include_str!(concat!("../../../tests/fixtures/hubble/", $name)),
             )
         };
     }
@@ -536,7 +589,7 @@ mod tests {
 
     /// The canonical JSON `flowlake decode` prints for one message.
     fn canonical(message: &str) -> Result<Value, TestError> {
-        test_decode::canonical(message, Format::Hubble)
+        test_decode::canonical(message, NAME)
     }
 
     fn rejection(message: &str) -> Result<(&'static str, String), TestError> {
@@ -571,7 +624,7 @@ mod tests {
             for (i, line) in text.lines().enumerate() {
                 match crate::decode(line.as_bytes(), &ctx) {
                     Ok((format, event)) => {
-                        assert_eq!(format, Format::Hubble, "{name}:{}", i + 1);
+                        assert_eq!(format.name(), NAME, "{name}:{}", i + 1);
                         assert_eq!(event.packets_out + event.packets_in, 1);
                         decoded += 1;
                     }

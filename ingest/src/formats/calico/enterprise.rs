@@ -32,9 +32,9 @@ use flowlake_schemas::{Action, EndpointHint, FlowEvent, PolicyHit, Reporter, Tim
 use serde::Deserialize;
 
 use super::{Counters, some_hint};
-use crate::fields;
-use crate::format::Format;
-use crate::json::{self, Int, ProtoEnum, Str};
+use crate::formats::fields;
+use crate::formats::json::{self, Int, ProtoEnum, Str};
+use crate::formats::spec::{Detection, FormatSpec};
 use crate::reject;
 
 /// One flow-log entry: the fields ingest reads.
@@ -119,6 +119,39 @@ struct RawPolicies<'a> {
 /// The tier Calico writes for profiles (namespace and service-account defaults).
 const PROFILE_TIER: &str = "__PROFILE__";
 
+/// The format's name (`ingest.format`, the `flowlake.format` header, `source_format`).
+pub const NAME: &str = "calico-enterprise";
+
+/// Calico Enterprise's registration in [`crate::formats::FORMATS`]: its keys are tried
+/// after Goldmane's and NetObserv's, before Hubble's and canonical's.
+pub const SPEC: FormatSpec = FormatSpec {
+    name: NAME,
+    detection: Detection::by_keys(KEYS, 30),
+    decode: |payload, _| decode(payload),
+};
+
+/// Keys of a Calico Enterprise flow log that neither the canonical record nor a Goldmane
+/// flow has at its top level (`source_labels` is Goldmane's too, `start_time` canonical).
+const KEYS: &[&str] = &[
+    "source_name_aggr",
+    "dest_name_aggr",
+    "source_ip",
+    "dest_ip",
+    "source_name",
+    "dest_name",
+    "source_namespace",
+    "dest_namespace",
+    "source_type",
+    "dest_type",
+    "source_port",
+    "dest_port",
+    "num_flows",
+    "num_flows_started",
+    "num_flows_completed",
+    "dest_service_name",
+    "@timestamp",
+];
+
 /// Decodes one flow-log entry.
 pub fn decode(payload: &[u8]) -> Result<FlowEvent, Rejection> {
     let log: RawFlowLog<'_> = json::parse(payload, "calico flow log")?;
@@ -169,7 +202,7 @@ pub fn decode(payload: &[u8]) -> Result<FlowEvent, Rejection> {
     Ok(FlowEvent {
         event_id: fields::content_hash(payload),
         cluster_id: String::new(),
-        source_format: Format::CalicoEnterprise.name().to_owned(),
+        source_format: NAME.to_owned(),
         reporter_node: text(log.host.as_ref()),
         reporter,
         start_time,
@@ -401,18 +434,19 @@ mod tests {
 
     type TestResult = Result<(), TestError>;
 
-    const FLOWLOGS: &str = include_str!("../../../tests/fixtures/calico/enterprise_flowlogs.jsonl");
+    const FLOWLOGS: &str =
+        include_str!("../../../../tests/fixtures/calico/enterprise_flowlogs.jsonl");
     const WHISKER_MOCK: &str =
-        include_str!("../../../tests/fixtures/calico/enterprise_flowlog_whisker_ui_mock.json");
+        include_str!("../../../../tests/fixtures/calico/enterprise_flowlog_whisker_ui_mock.json");
     const DOCS_VERBATIM: &str =
-        include_str!("../../../tests/fixtures/calico/enterprise_flowlog_docs_verbatim.txt");
+        include_str!("../../../../tests/fixtures/calico/enterprise_flowlog_docs_verbatim.txt");
 
     fn canonical(message: &str) -> Result<Value, TestError> {
-        test_decode::canonical(message, Format::CalicoEnterprise)
+        test_decode::canonical(message, NAME)
     }
 
     fn rejection(message: &str) -> Result<(&'static str, String), TestError> {
-        test_decode::rejection(message, Some(Format::CalicoEnterprise))
+        test_decode::rejection(message, Some(NAME))
     }
 
     fn line(n: usize) -> Result<&'static str, String> {
@@ -453,11 +487,11 @@ mod tests {
     #[test]
     fn fixture_counts() -> TestResult {
         let ctx = ctx()?;
-        let outcomes: Vec<Result<Format, &'static str>> = FLOWLOGS
+        let outcomes: Vec<Result<&'static str, &'static str>> = FLOWLOGS
             .lines()
             .map(|l| {
                 crate::decode(l.as_bytes(), &ctx)
-                    .map(|(f, _)| f)
+                    .map(|(f, _)| f.name())
                     .map_err(|r| r.class)
             })
             .collect();
@@ -465,13 +499,13 @@ mod tests {
         assert_eq!(
             outcomes,
             [
-                Ok(Format::CalicoEnterprise),
+                Ok(NAME),
                 Err(reject::MISSING_FIELD),
                 Err(reject::MISSING_FIELD)
             ]
         );
         let (format, _) = accepted(crate::decode(WHISKER_MOCK.as_bytes(), &ctx))?;
-        assert_eq!(format, Format::CalicoEnterprise);
+        assert_eq!(format.name(), NAME);
 
         // Block 1 is the docs' original with a trailing comma: not JSON. Blocks 2 and 3 are
         // records 2 and 3 above, pretty-printed.

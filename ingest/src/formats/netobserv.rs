@@ -46,9 +46,10 @@ use flowlake_schemas::{Action, EndpointHint, FlowEvent, PolicyHit, Reporter};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::fields;
-use crate::format::Format;
-use crate::json::{self, Int, Str};
+use super::fields;
+use super::json::{self, Int, Str};
+use super::spec::{Detection, FormatSpec};
+use super::unsupported::LEGACY_GOFLOW2;
 use crate::reject;
 
 /// One flowlogs-pipeline record: the fields ingest reads.
@@ -130,12 +131,6 @@ struct RawNetworkEvent<'a> {
     namespace: Option<Str<'a>>,
 }
 
-/// Why a legacy goflow2 record is not read (shared with detection).
-pub(crate) const LEGACY_GOFLOW2: &str = "looks like a legacy goflow2 / goflow-kube record \
-     (`TimeFlowStart`, `SamplerAddress`; the 2021 format before NetObserv), which flowlake does \
-     not decode: its times are collector receive times and its counters are sampled. Use \
-     NetObserv's eBPF agent and flowlogs-pipeline, whose records have `TimeFlowStartMs`";
-
 /// NetworkEvents feature whose events are policy verdicts.
 const ACL_FEATURE: &str = "acl";
 
@@ -151,6 +146,53 @@ const TCP_RST: i64 = 0x04;
 const NETOBSERV_SYN_ACK: i64 = 0x100;
 const NETOBSERV_FIN_ACK: i64 = 0x200;
 const NETOBSERV_RST_ACK: i64 = 0x400;
+
+/// The format's name (`ingest.format`, the `flowlake.format` header, `source_format`).
+pub const NAME: &str = "netobserv";
+
+/// NetObserv's registration in [`super::FORMATS`]: its keys are tried after Goldmane's,
+/// before Enterprise's (a legacy goflow2 record, which has some of them, is named before).
+pub const SPEC: FormatSpec = FormatSpec {
+    name: NAME,
+    detection: Detection::by_keys(KEYS, 20),
+    decode: |payload, _| decode(payload),
+};
+
+/// Keys of a NetObserv (flowlogs-pipeline) record; PascalCase, so no other format has them
+/// at its top level.
+const KEYS: &[&str] = &[
+    "SrcAddr",
+    "DstAddr",
+    "SrcPort",
+    "DstPort",
+    "Proto",
+    "TimeFlowStartMs",
+    "TimeFlowEndMs",
+    "TimeReceived",
+    "TimeFlowRttNs",
+    "Bytes",
+    "Packets",
+    "Etype",
+    "AgentIP",
+    "SrcMac",
+    "DstMac",
+    "IfDirection",
+    "IfDirections",
+    "Interface",
+    "Interfaces",
+    "FlowDirection",
+    "SrcK8S_Name",
+    "DstK8S_Name",
+    "SrcK8S_Namespace",
+    "DstK8S_Namespace",
+    "SrcK8S_OwnerType",
+    "DstK8S_OwnerType",
+    "SrcK8S_HostIP",
+    "DstK8S_HostIP",
+    "K8S_ClusterName",
+    "PktDropPackets",
+    "NetworkEvents",
+];
 
 /// Decodes one flowlogs-pipeline record.
 pub fn decode(payload: &[u8]) -> Result<FlowEvent, Rejection> {
@@ -199,7 +241,7 @@ pub fn decode(payload: &[u8]) -> Result<FlowEvent, Rejection> {
     Ok(FlowEvent {
         event_id: fields::content_hash(payload),
         cluster_id: text(record.cluster_name.as_ref()).unwrap_or_default(),
-        source_format: Format::NetObserv.name().to_owned(),
+        source_format: NAME.to_owned(),
         reporter_node: None,
         reporter: reporter(record.flow_direction)?,
         start_time,
@@ -359,22 +401,22 @@ mod tests {
     type TestResult = Result<(), TestError>;
 
     const LOKI_LINES: &str =
-        include_str!("../../tests/fixtures/netobserv/loki_lines_flow_records.jsonl");
+        include_str!("../../../tests/fixtures/netobserv/loki_lines_flow_records.jsonl");
     const LEGACY: &str =
-        include_str!("../../tests/fixtures/netobserv/flp_benchmark_legacy_goflow2_20.jsonl");
+        include_str!("../../../tests/fixtures/netobserv/flp_benchmark_legacy_goflow2_20.jsonl");
     const LOKI_RESPONSE: &str = include_str!(
-        "../../tests/fixtures/netobserv/console_mock_loki_query_range_flow_records.json"
+        "../../../tests/fixtures/netobserv/console_mock_loki_query_range_flow_records.json"
     );
     const LOKI_RESPONSE_DROPPED: &str = include_str!(
-        "../../tests/fixtures/netobserv/console_mock_loki_query_range_has_dropped.json"
+        "../../../tests/fixtures/netobserv/console_mock_loki_query_range_has_dropped.json"
     );
 
     fn canonical(message: &str) -> Result<Value, TestError> {
-        test_decode::canonical(message, Format::NetObserv)
+        test_decode::canonical(message, NAME)
     }
 
     fn rejection(message: &str) -> Result<(&'static str, String), TestError> {
-        test_decode::rejection(message, Some(Format::NetObserv))
+        test_decode::rejection(message, Some(NAME))
     }
 
     fn line(n: usize) -> Result<&'static str, String> {
@@ -412,7 +454,7 @@ mod tests {
         for (i, line) in LOKI_LINES.lines().enumerate() {
             let (format, event) =
                 crate::decode(line.as_bytes(), &ctx).map_err(|r| format!("line {}: {r}", i + 1))?;
-            assert_eq!(format, Format::NetObserv);
+            assert_eq!(format.name(), NAME);
             assert_eq!(
                 event.reporter,
                 Reporter::Unknown,
@@ -438,7 +480,7 @@ mod tests {
             for (line, merged) in &records {
                 accepted(crate::decode(line.as_bytes(), &ctx))?;
                 let (format, event) = accepted(crate::decode(merged.as_bytes(), &ctx))?;
-                assert_eq!(format, Format::NetObserv);
+                assert_eq!(format.name(), NAME);
                 assert_eq!(event.cluster_id, "test-cluster");
                 assert_ne!(event.reporter, Reporter::Unknown, "{merged}");
                 if event.action == Action::Deny {
@@ -649,7 +691,7 @@ mod tests {
         assert_eq!(rejected, 20);
         // Pinned to netobserv: the decoder says the same, naming the format it read.
         let mut pinned = self::ctx()?;
-        pinned.format = Some(Format::NetObserv);
+        pinned.format = Some(crate::Format::named(NAME));
         let first = LEGACY.lines().next().ok_or("empty")?;
         let rejection = crate::decode(first.as_bytes(), &pinned).err();
         assert_eq!(
