@@ -346,6 +346,45 @@ async fn hubble_samples_flow_through_every_stage_into_s3() {
             .any(|l| l.starts_with("flowlake_denied_flows_total") && l.contains("10.")),
         "no IPs in labels"
     );
+    // Every flowlake metric a stage exports is documented in README.md's metrics tables
+    // (adding a metric without its row fails here).
+    let readme = std::fs::read_to_string(support::repo_root().join("README.md"))
+        .expect("README.md is readable");
+    for stage in [&ingest, &enrich, &aggregate, &sink] {
+        let exported: std::collections::BTreeSet<String> = stage
+            .metrics()
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .filter(|name| name.starts_with("flowlake_"))
+            .map(str::to_owned)
+            .collect();
+        // The README names per-stage runtime metrics `flowlake_<stage>_…` and abbreviates
+        // a row's later names `…_rest`.
+        let documented = |name: &str| {
+            let rest = name
+                .strip_prefix("flowlake_")
+                .and_then(|n| n.strip_prefix(stage.name.trim_start_matches("flowlake-")))
+                .and_then(|n| n.strip_prefix('_'));
+            let mut forms = vec![name.to_owned()];
+            if let Some(rest) = rest {
+                forms.push(format!("flowlake_<stage>_{rest}"));
+                forms.push(format!("…_{rest}"));
+            }
+            forms.iter().any(|form| {
+                readme.match_indices(form.as_str()).any(|(at, _)| {
+                    !readme[at + form.len()..]
+                        .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                })
+            })
+        };
+        let undocumented: Vec<&String> = exported.iter().filter(|name| !documented(name)).collect();
+        assert!(
+            undocumented.is_empty(),
+            "{}: metrics missing from README.md's metrics tables: {undocumented:?}",
+            stage.name
+        );
+    }
     for stage in [&ingest, &enrich, &sink] {
         support::promtool_check_metrics(&stage.metrics());
         assert_eq!(
