@@ -714,7 +714,7 @@ mod tests {
         {"kind": "Node", "metadata": {"name": "node-a", "labels": {"zone": "eu-1a"}}}
     ]}"#;
 
-    fn enricher(json: &str) -> Result<Enricher, crate::snapshot::SnapshotError> {
+    fn enricher(json: &str) -> Result<Enricher, flowlake_identity::SnapshotError> {
         // `mut` for callers: enriching learns DNS names.
         Ok(Enricher::new(Arc::new(table("prod", json)?)))
     }

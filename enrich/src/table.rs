@@ -45,6 +45,7 @@ use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use flowlake_identity::{Snapshot, SnapshotError};
 use flowlake_schemas::{
     EnrichmentStatus, IdentityKind, IdentityRecord, Labels, OwnerRef, Timestamp,
 };
@@ -55,7 +56,6 @@ use crate::netsets::{Cidr, NetworkSet, PrefixMap};
 use crate::pod_name::PodName;
 use crate::settings::EnrichSettings;
 use crate::slab::ChunkedSlab;
-use crate::snapshot::{Snapshot, SnapshotError};
 use crate::workload::{Interner, OwnerLink, owner_key, workload_of};
 
 /// Interval bound for "since ever" (a snapshot object without `creationTimestamp`).
@@ -1068,11 +1068,11 @@ mod tests {
     use std::collections::HashSet;
     use std::path::PathBuf;
 
+    use flowlake_identity::{NodeObject, PodObject, ServiceObject};
     use proptest::prelude::*;
 
     use super::*;
     use crate::settings::SnapshotSource;
-    use crate::snapshot::{NodeObject, PodObject, ServiceObject};
     use crate::test_support::{hubble_fixture, hubble_table, table};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;

@@ -15,9 +15,8 @@
 use flowlake_schemas::{IdentityKind, IdentityRecord, Ip, Timestamp};
 use serde_json::Value;
 
-use crate::snapshot::{
-    NamespaceObject, NodeObject, OwnerObject, PodObject, ServiceObject, Snapshot,
-};
+use crate::objects::{NamespaceObject, NodeObject, OwnerObject, PodObject, ServiceObject};
+use crate::snapshot::Snapshot;
 
 /// One API object as a record.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::tracker::Tracker;
 use crate::objects_to_identity::{self, kind_name};
-use crate::sources::{self, IdentitySink, SinkClosed};
+use crate::sink::{IdentitySink, SinkClosed};
 
 /// The resources watched; the RBAC in `deploy/kubernetes/base/rbac.yaml` grants exactly these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -335,7 +335,7 @@ impl ClusterWatch {
             Err(e) => {
                 // The watcher retries with backoff (a 410 Gone restarts with a list).
                 tracing::warn!(resource = resource.plural(), error = %e, "kubernetes watch error; retrying");
-                metrics::counter!(sources::WATCH_ERRORS, "resource" => resource.plural())
+                metrics::counter!(crate::metrics::WATCH_ERRORS, "resource" => resource.plural())
                     .increment(1);
                 return Vec::new();
             }
@@ -383,7 +383,7 @@ impl ClusterWatch {
             } else {
                 "upsert"
             };
-            metrics::counter!(sources::WATCH_RECORDS, "kind" => kind_name(record.kind), "change" => change)
+            metrics::counter!(crate::metrics::WATCH_RECORDS, "kind" => kind_name(record.kind), "change" => change)
                 .increment(1);
         }
         out
@@ -402,7 +402,8 @@ fn convert(
             // An object the API accepted but we cannot read (an address that does not
             // parse): skip it rather than stop the whole cluster's identity.
             tracing::warn!(resource = resource.plural(), error = %e, "skipping kubernetes object");
-            metrics::counter!(sources::WATCH_ERRORS, "resource" => resource.plural()).increment(1);
+            metrics::counter!(crate::metrics::WATCH_ERRORS, "resource" => resource.plural())
+                .increment(1);
             None
         }
     }
