@@ -9,8 +9,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use flowlake_enrich::objects_to_identity::record_key;
-use flowlake_enrich::watch;
+use flowlake_identity::objects_to_identity::record_key;
+use flowlake_identity::watch;
 use flowlake_runtime::http::Readiness;
 use flowlake_schemas::{
     AvroCodec, EnrichedFlow, FlowEvent, IdentityKind, IdentityRecord, Ip, OwnerRef, Timestamp,
@@ -326,7 +326,7 @@ async fn start_watch(
 ) -> (
     mpsc::Receiver<IdentityRecord>,
     Readiness,
-    tokio::task::JoinHandle<Result<(), flowlake_enrich::sources::SinkClosed>>,
+    tokio::task::JoinHandle<Result<(), flowlake_identity::SinkClosed>>,
 ) {
     let kubeconfig = api.write_kubeconfig(dir);
     let client = watch::client(Some(&kubeconfig))

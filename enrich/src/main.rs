@@ -4,11 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use flowlake_enrich::sources::{self, IdentitySourceSettings, LiveSources};
-use flowlake_enrich::{
-    EnrichProcessor, EnrichSettings, Enricher, IdentityReadiness, IdentityReceiver, IdentityTable,
-    SnapshotSource, identity_channel,
-};
+use flowlake_enrich::{EnrichProcessor, EnrichSettings, Enricher, IdentityTable, SnapshotSource};
+use flowlake_identity::sources::{IdentitySourceSettings, LiveSources};
+use flowlake_identity::{IdentityReadiness, IdentityReceiver, identity_channel};
 use flowlake_runtime::app::{self, ProcessSettings};
 use flowlake_runtime::config::{
     self, CommonArgs, ConfigError, HttpSettings, KafkaSettings, LogSettings, RuntimeSettings,
@@ -160,7 +158,7 @@ fn main() -> ExitCode {
         runtime,
     } = process;
     flowlake_runtime::app::run_parts(&log, http.listen, parts, move |shutdown| async move {
-        sources::describe();
+        flowlake_identity::metrics::describe();
         let (sender, receiver) = identity_channel(identity.channel_capacity);
         let mut live = LiveSources::start(&identity, &kafka, sender.clone(), &shutdown)
             .await

@@ -10,11 +10,12 @@
 //! The processor owns the identity table. Identity updates arrive on an
 //! [`IdentityReceiver`] and are applied in `flush_due` (after every batch and on every
 //! tick), at most `max_updates_per_flush` per call, then deleted objects past their
-//! retention are pruned (see [`crate::updates`] and [`Enricher::prune`]).
+//! retention are pruned (see [`flowlake_identity::sink`] and [`Enricher::prune`]).
 
 use std::future::Future;
 use std::time::SystemTime;
 
+use flowlake_identity::{IdentityReadiness, IdentityReceiver};
 use flowlake_runtime::{Input, Outputs, Processor, ProcessorError, Rejection};
 use flowlake_schemas::binary::AvroBinary;
 use flowlake_schemas::{AvroCodec, CodecError, EnrichedFlow, FlowEvent};
@@ -22,7 +23,6 @@ use flowlake_schemas::{AvroCodec, CodecError, EnrichedFlow, FlowEvent};
 use crate::enricher::Enricher;
 use crate::metrics::{EndpointCounters, EndpointTally, FlowSide, TableGauges};
 use crate::settings::DEFAULT_MAX_UPDATES_PER_FLUSH;
-use crate::updates::{IdentityReadiness, IdentityReceiver};
 
 /// Rejection class of an input that does not decode as a `FlowEvent`.
 pub const MALFORMED_AVRO: &str = "malformed_avro";
@@ -465,7 +465,7 @@ mod tests {
     fn identity_updates_are_applied_between_batches_a_bounded_number_at_a_time() -> TestResult {
         use flowlake_schemas::{IdentityKind, IdentityRecord};
 
-        use crate::updates::{IdentityReadiness, identity_channel};
+        use flowlake_identity::{IdentityReadiness, identity_channel};
 
         let (sender, receiver) = identity_channel(8);
         let source = IdentityReadiness::new();

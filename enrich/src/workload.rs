@@ -12,8 +12,6 @@ use std::sync::Arc;
 
 use flowlake_schemas::{Labels, OwnerRef};
 
-use crate::table::Workload;
-
 /// Label the Deployment controller puts on a ReplicaSet's pods; its value is the suffix of
 /// the ReplicaSet name.
 const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
@@ -22,6 +20,21 @@ const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 /// epoch (seconds before Kubernetes 1.21): at least 8 digits for any date after 1990. A
 /// shorter numeric suffix (`migrate-2`) is a hand-named Job, not a CronJob's.
 const MIN_CRON_JOB_SUFFIX_DIGITS: usize = 8;
+
+/// What the pods of one workload share.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Workload {
+    /// Namespace.
+    pub namespace: Arc<str>,
+    /// Workload kind: `Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`, `Job`,
+    /// `ReplicaSet` (no Deployment known), another controller's kind, or `Pod` for a pod
+    /// without a controller.
+    pub kind: Arc<str>,
+    /// Workload name (the pod's own name for kind `Pod`).
+    pub name: Arc<str>,
+    /// Service account of the pods.
+    pub service_account: Option<Arc<str>>,
+}
 
 /// What the table remembers of a ReplicaSet or Job: its own controller.
 #[derive(Clone, Debug, PartialEq, Eq)]

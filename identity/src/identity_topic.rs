@@ -26,7 +26,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::objects_to_identity::record_key;
-use crate::sources::{self, IdentitySink, SinkClosed};
+use crate::sink::{IdentitySink, SinkClosed};
 
 /// Default name of the identity topic.
 pub const DEFAULT_IDENTITY_TOPIC: &str = "k8s.identity";
@@ -364,9 +364,9 @@ pub async fn follow<S: IdentitySink>(
     let Some(mut reader) = IdentityTopicReader::connect(settings, topic, &shutdown).await? else {
         return Ok(());
     };
-    let applied = metrics::counter!(sources::TOPIC_RECORDS, "outcome" => "applied");
-    let tombstones = metrics::counter!(sources::TOPIC_RECORDS, "outcome" => "tombstone");
-    let invalid = metrics::counter!(sources::TOPIC_RECORDS, "outcome" => "invalid");
+    let applied = metrics::counter!(crate::metrics::TOPIC_RECORDS, "outcome" => "applied");
+    let tombstones = metrics::counter!(crate::metrics::TOPIC_RECORDS, "outcome" => "tombstone");
+    let invalid = metrics::counter!(crate::metrics::TOPIC_RECORDS, "outcome" => "invalid");
     let mut read: u64 = 0;
     loop {
         let event = tokio::select! {

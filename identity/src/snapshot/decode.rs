@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{NamespaceObject, NodeObject, OwnerObject, PodObject, ServiceObject};
+use crate::objects::{NamespaceObject, NodeObject, OwnerObject, PodObject, ServiceObject};
 
 /// Node annotations in which Cilium publishes the node's own addresses inside the pod CIDR:
 /// the `cilium_host` router IP (source of host-to-pod traffic, `reserved:host` or

@@ -31,7 +31,6 @@ use crate::identity_topic::{
     DEFAULT_IDENTITY_TOPIC, IdentityProducer, IdentityTopicError, IdentityTopicReader, TopicEvent,
 };
 use crate::objects_to_identity::record_key;
-use crate::sources;
 use crate::watch::{self, WatchError};
 
 /// How long a deleted object's key stays in the topic before its tombstone. It must be at
@@ -173,9 +172,9 @@ pub async fn run(
         })
     };
 
-    let upserts = metrics::counter!(sources::PUBLISHED_RECORDS, "change" => "upsert");
-    let deletes = metrics::counter!(sources::PUBLISHED_RECORDS, "change" => "delete");
-    let tombstoned = metrics::counter!(sources::PUBLISHED_RECORDS, "change" => "tombstone");
+    let upserts = metrics::counter!(crate::metrics::PUBLISHED_RECORDS, "change" => "upsert");
+    let deletes = metrics::counter!(crate::metrics::PUBLISHED_RECORDS, "change" => "delete");
+    let tombstoned = metrics::counter!(crate::metrics::PUBLISHED_RECORDS, "change" => "tombstone");
     let mut in_flight: FuturesOrdered<BoxFuture<'static, Result<(), IdentityTopicError>>> =
         FuturesOrdered::new();
     let mut tick = tokio::time::interval(TOMBSTONE_CHECK_INTERVAL);

@@ -15,9 +15,8 @@
 use flowlake_schemas::{IdentityKind, IdentityRecord, Ip, Timestamp};
 use serde_json::Value;
 
-use crate::snapshot::{
-    NamespaceObject, NodeObject, OwnerObject, PodObject, ServiceObject, Snapshot,
-};
+use crate::objects::{NamespaceObject, NodeObject, OwnerObject, PodObject, ServiceObject};
+use crate::snapshot::Snapshot;
 
 /// One API object as a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,7 +54,9 @@ pub fn from_api_object(
         }))
 }
 
-/// Every object of a snapshot of `cluster_id` as a record, observed at `observed_at`.
+/// Every object of a snapshot of `cluster_id` as a record, observed at `observed_at`, in
+/// the order a table must apply them: owners before the pods whose workload they name,
+/// nodes before the hostNetwork pods that take their labels.
 pub fn snapshot_records(
     cluster_id: &str,
     snapshot: Snapshot,
@@ -69,16 +70,13 @@ pub fn snapshot_records(
         owners,
         skipped: _,
     } = snapshot;
-    let mut records =
-        Vec::with_capacity(pods.len() + services.len() + nodes.len() + namespaces.len());
-    records.extend(
-        pods.into_iter()
-            .map(|p| pod_record(cluster_id, p, observed_at)),
+    let mut records = Vec::with_capacity(
+        owners.len() + nodes.len() + services.len() + pods.len() + namespaces.len(),
     );
     records.extend(
-        services
+        owners
             .into_iter()
-            .map(|s| service_record(cluster_id, s, observed_at)),
+            .map(|o| owner_record(cluster_id, o, observed_at)),
     );
     records.extend(
         nodes
@@ -86,14 +84,18 @@ pub fn snapshot_records(
             .map(|n| node_record(cluster_id, n, observed_at)),
     );
     records.extend(
+        services
+            .into_iter()
+            .map(|s| service_record(cluster_id, s, observed_at)),
+    );
+    records.extend(
+        pods.into_iter()
+            .map(|p| pod_record(cluster_id, p, observed_at)),
+    );
+    records.extend(
         namespaces
             .into_iter()
             .map(|n| namespace_record(cluster_id, n, observed_at)),
-    );
-    records.extend(
-        owners
-            .into_iter()
-            .map(|o| owner_record(cluster_id, o, observed_at)),
     );
     records
 }

@@ -1,82 +1,22 @@
-//! Live identity sources and where their records go.
-//!
-//! A source (the Kubernetes watch, the `k8s.identity` reader) produces [`IdentityRecord`]s
-//! in the order it observed them and hands each to an [`IdentitySink`]; `send` waits while
-//! the sink is full, so a slow consumer (a broker outage behind the publisher, a busy
-//! table) holds the source back instead of buffering without bound. A source marks its
-//! `Readiness` once it has delivered everything that existed when it started.
-//!
-//! The metric names of the identity sources are catalogued here ([`describe`]).
+//! enrich's live identity sources — the Kubernetes watch and the `k8s.identity` reader —
+//! started together from `[identity]` settings, each delivering to its clone of one
+//! [`IdentitySink`] (see [`crate::sink`] for the delivery protocol). A source marks its
+//! `Readiness` once it has delivered everything that existed when it started; the process
+//! is ready when every source is and what they sent has been applied.
 
 use std::path::PathBuf;
 
 use flowlake_runtime::config::{self, ConfigError, KafkaSettings};
 use flowlake_runtime::http::Readiness;
-use flowlake_schemas::IdentityRecord;
 use serde::Deserialize;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity_topic::{self, FollowError};
-use crate::updates::IdentityReadiness;
+use crate::sink::{IdentityReadiness, IdentitySink};
 use crate::watch::{self, WatchError};
 
-/// Records read from the identity topic, by outcome (`applied`, `tombstone`, `invalid`).
-pub const TOPIC_RECORDS: &str = "flowlake_enrich_identity_topic_records_total";
-/// Records produced by a Kubernetes watch, by kind (`pod`, `service`, …) and change
-/// (`upsert`, `delete`).
-pub const WATCH_RECORDS: &str = "flowlake_enrich_identity_watch_records_total";
-/// Kubernetes watch errors (the watch retries with backoff), by watched resource.
-pub const WATCH_ERRORS: &str = "flowlake_enrich_identity_watch_errors_total";
-
-/// Records and tombstones the identity publisher produced, by change (`upsert`, `delete`,
-/// `tombstone`).
-pub const PUBLISHED_RECORDS: &str = "flowlake_identity_publisher_records_total";
-
-/// Describes the identity-source metrics (once, at start-up).
-pub fn describe() {
-    metrics::describe_counter!(
-        PUBLISHED_RECORDS,
-        "Identity records and tombstones the publisher produced, by change"
-    );
-    metrics::describe_counter!(
-        TOPIC_RECORDS,
-        "Identity records read from the identity topic, by outcome"
-    );
-    metrics::describe_counter!(
-        WATCH_RECORDS,
-        "Identity records produced by the Kubernetes watch, by kind and change"
-    );
-    metrics::describe_counter!(
-        WATCH_ERRORS,
-        "Kubernetes watch errors, by resource; the watch retries with backoff"
-    );
-}
-
-/// The receiving end of a source is gone (the process is shutting down).
-#[derive(Debug, thiserror::Error)]
-#[error("identity sink closed")]
-pub struct SinkClosed;
-
-/// Where a source delivers its records.
-pub trait IdentitySink: Send {
-    /// Delivers one record, waiting while the sink is full.
-    fn send(
-        &mut self,
-        record: IdentityRecord,
-    ) -> impl Future<Output = Result<(), SinkClosed>> + Send;
-}
-
-impl IdentitySink for mpsc::Sender<IdentityRecord> {
-    async fn send(&mut self, record: IdentityRecord) -> Result<(), SinkClosed> {
-        mpsc::Sender::send(self, record)
-            .await
-            .map_err(|_| SinkClosed)
-    }
-}
-
-/// Records buffered between the live sources and the table (see `updates`): enough to
+/// Records buffered between the live sources and the table (see [`crate::sink`]): enough to
 /// absorb a burst of pod churn, small enough to bound memory (~1 KiB a record).
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 4096;
 

@@ -11,10 +11,7 @@
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Api, Client};
 
-use super::Resource;
-
-/// The API group of Calico's CRDs.
-pub const GROUP: &str = "crd.projectcalico.org";
+use crate::watch::resource::{CALICO_GROUP, Resource};
 /// The CRDs' version.
 const VERSION: &str = "v1";
 
@@ -25,7 +22,7 @@ pub fn api_resource(resource: Resource) -> Option<ApiResource> {
         Resource::GlobalNetworkSets => "GlobalNetworkSet",
         _ => return None,
     };
-    let gvk = GroupVersionKind::gvk(GROUP, VERSION, kind);
+    let gvk = GroupVersionKind::gvk(CALICO_GROUP, VERSION, kind);
     Some(ApiResource::from_gvk_with_plural(&gvk, resource.plural()))
 }
 
@@ -44,7 +41,7 @@ pub async fn installed(client: &Client, resource: Resource, api_resource: &ApiRe
         Err(kube::Error::Api(status)) if status.code == 404 => {
             tracing::info!(
                 resource = resource.plural(),
-                group = GROUP,
+                group = CALICO_GROUP,
                 "calico crd not installed; not watching it"
             );
             false

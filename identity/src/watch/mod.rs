@@ -15,6 +15,7 @@
 //! CRD the API does not serve counts as listed.
 
 pub mod calico;
+pub mod resource;
 pub mod tracker;
 
 use std::collections::{HashMap, HashSet};
@@ -36,83 +37,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+pub use self::resource::Resource;
 pub use self::tracker::Tracker;
 use crate::objects_to_identity::{self, kind_name};
-use crate::sources::{self, IdentitySink, SinkClosed};
-
-/// The resources watched; the RBAC in `deploy/kubernetes/base/rbac.yaml` grants exactly these.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Resource {
-    /// `pods` (core).
-    Pods,
-    /// `services` (core).
-    Services,
-    /// `nodes` (core).
-    Nodes,
-    /// `namespaces` (core).
-    Namespaces,
-    /// `replicasets` (apps).
-    ReplicaSets,
-    /// `jobs` (batch).
-    Jobs,
-    /// `networksets` (crd.projectcalico.org), when installed.
-    NetworkSets,
-    /// `globalnetworksets` (crd.projectcalico.org), when installed.
-    GlobalNetworkSets,
-}
-
-impl Resource {
-    /// Every watched resource.
-    pub const ALL: [Resource; 8] = [
-        Resource::Pods,
-        Resource::Services,
-        Resource::Nodes,
-        Resource::Namespaces,
-        Resource::ReplicaSets,
-        Resource::Jobs,
-        Resource::NetworkSets,
-        Resource::GlobalNetworkSets,
-    ];
-
-    /// The API's plural name.
-    pub fn plural(self) -> &'static str {
-        match self {
-            Resource::Pods => "pods",
-            Resource::Services => "services",
-            Resource::Nodes => "nodes",
-            Resource::Namespaces => "namespaces",
-            Resource::ReplicaSets => "replicasets",
-            Resource::Jobs => "jobs",
-            Resource::NetworkSets => "networksets",
-            Resource::GlobalNetworkSets => "globalnetworksets",
-        }
-    }
-
-    /// The API group (`""` for core).
-    pub fn group(self) -> &'static str {
-        match self {
-            Resource::Pods | Resource::Services | Resource::Nodes | Resource::Namespaces => "",
-            Resource::ReplicaSets => "apps",
-            Resource::Jobs => "batch",
-            Resource::NetworkSets | Resource::GlobalNetworkSets => calico::GROUP,
-        }
-    }
-
-    /// The resource whose objects became `record`; owners (ReplicaSets and Jobs both) are
-    /// ambiguous. A network set with a namespace is a NetworkSet, without a
-    /// GlobalNetworkSet.
-    fn of_record(record: &IdentityRecord) -> Option<Resource> {
-        match record.kind {
-            IdentityKind::Pod => Some(Resource::Pods),
-            IdentityKind::Service => Some(Resource::Services),
-            IdentityKind::Node => Some(Resource::Nodes),
-            IdentityKind::Namespace => Some(Resource::Namespaces),
-            IdentityKind::NetworkSet if record.namespace.is_some() => Some(Resource::NetworkSets),
-            IdentityKind::NetworkSet => Some(Resource::GlobalNetworkSets),
-            IdentityKind::Owner => None,
-        }
-    }
-}
+use crate::sink::{IdentitySink, SinkClosed};
 
 /// Why the Kubernetes API cannot be reached at all (a watch error after start is retried).
 #[derive(Debug, thiserror::Error)]
@@ -335,7 +263,7 @@ impl ClusterWatch {
             Err(e) => {
                 // The watcher retries with backoff (a 410 Gone restarts with a list).
                 tracing::warn!(resource = resource.plural(), error = %e, "kubernetes watch error; retrying");
-                metrics::counter!(sources::WATCH_ERRORS, "resource" => resource.plural())
+                metrics::counter!(crate::metrics::WATCH_ERRORS, "resource" => resource.plural())
                     .increment(1);
                 return Vec::new();
             }
@@ -383,7 +311,7 @@ impl ClusterWatch {
             } else {
                 "upsert"
             };
-            metrics::counter!(sources::WATCH_RECORDS, "kind" => kind_name(record.kind), "change" => change)
+            metrics::counter!(crate::metrics::WATCH_RECORDS, "kind" => kind_name(record.kind), "change" => change)
                 .increment(1);
         }
         out
@@ -402,7 +330,8 @@ fn convert(
             // An object the API accepted but we cannot read (an address that does not
             // parse): skip it rather than stop the whole cluster's identity.
             tracing::warn!(resource = resource.plural(), error = %e, "skipping kubernetes object");
-            metrics::counter!(sources::WATCH_ERRORS, "resource" => resource.plural()).increment(1);
+            metrics::counter!(crate::metrics::WATCH_ERRORS, "resource" => resource.plural())
+                .increment(1);
             None
         }
     }

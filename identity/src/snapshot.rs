@@ -15,17 +15,16 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use flowlake_schemas::{Labels, OwnerRef, Timestamp};
 use serde::de;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use self::objects::{KnownKind, Object};
+use self::decode::{KnownKind, Object};
+use crate::objects::{NamespaceObject, NodeObject, OwnerObject, PodObject, ServiceObject};
 
-mod objects;
+mod decode;
 
 /// Why a snapshot file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -75,89 +74,6 @@ impl SnapshotError {
             SnapshotError::Json { .. } | SnapshotError::NotAList { .. } => false,
         }
     }
-}
-
-/// A pod, as far as identity needs it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PodObject {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// uid.
-    pub uid: String,
-    /// Labels.
-    pub labels: Labels,
-    /// The controlling owner reference (or the first one when none is marked controller).
-    pub controller: Option<OwnerRef>,
-    /// Node the pod is scheduled on.
-    pub node_name: Option<String>,
-    /// The pod shares its node's network namespace (its IP is the node's).
-    pub host_network: bool,
-    /// Service account.
-    pub service_account: Option<String>,
-    /// Pod IPs (`status.podIPs`, or `status.podIP`), in the API's order.
-    pub ips: Vec<IpAddr>,
-    /// Phase is `Succeeded` or `Failed`: the pod no longer holds its IP, which may have been
-    /// given to another pod since.
-    pub finished: bool,
-    /// Creation time.
-    pub created_at: Option<Timestamp>,
-    /// Deletion time (set while a pod terminates).
-    pub deleted_at: Option<Timestamp>,
-}
-
-/// A Service and the addresses that reach it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ServiceObject {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// uid.
-    pub uid: String,
-    /// ClusterIPs (headless `None` left out), external IPs and load-balancer ingress IPs.
-    pub ips: Vec<IpAddr>,
-}
-
-/// A node and its addresses.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeObject {
-    /// Name.
-    pub name: String,
-    /// uid.
-    pub uid: String,
-    /// Labels.
-    pub labels: Labels,
-    /// `InternalIP` and `ExternalIP` addresses, then the Cilium router and health IPs the
-    /// node's annotations name.
-    pub ips: Vec<IpAddr>,
-}
-
-/// A namespace.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NamespaceObject {
-    /// Name.
-    pub name: String,
-    /// uid.
-    pub uid: String,
-    /// Labels.
-    pub labels: Labels,
-}
-
-/// A ReplicaSet or Job: the link between a pod and the workload that owns it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OwnerObject {
-    /// `ReplicaSet` or `Job`.
-    pub kind: String,
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// uid.
-    pub uid: String,
-    /// Its own controlling owner (a Deployment, a CronJob).
-    pub controller: Option<OwnerRef>,
 }
 
 /// The objects of one snapshot file.
@@ -389,6 +305,10 @@ impl<'de> Deserialize<'de> for Item {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
+    use flowlake_schemas::{OwnerRef, Timestamp};
+
     use super::*;
     use crate::test_support::{hubble_fixture, snapshot};
 

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use flowlake_enrich::publisher::{self, PublisherSettings};
-use flowlake_enrich::sources;
+use flowlake_identity::metrics;
+use flowlake_identity::publisher::{self, PublisherSettings};
 use flowlake_runtime::app;
 use flowlake_runtime::config::{
     self, CommonArgs, ConfigError, HttpSettings, KafkaSettings, LogSettings,
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
         config.http.listen,
         parts,
         move |shutdown| async move {
-            sources::describe();
+            metrics::describe();
             publisher::run(&config.publisher, &config.kafka, ready, shutdown)
                 .await
                 .map_err(|e| e.to_string())
