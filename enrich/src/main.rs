@@ -1,11 +1,10 @@
 //! `flowlake-enrich`: attaches Kubernetes identity to both ends of every flow.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use flowlake_enrich::{EnrichProcessor, EnrichSettings, Enricher, IdentityTable, SnapshotSource};
-use flowlake_identity::sources::{IdentitySourceSettings, LiveSources};
+use flowlake_identity::sources::{IdentitySourceArgs, IdentitySourceSettings, LiveSources};
 use flowlake_identity::{IdentityReadiness, IdentityReceiver, identity_channel};
 use flowlake_runtime::app::{self, ProcessSettings};
 use flowlake_runtime::config::{
@@ -32,20 +31,8 @@ struct Args {
     /// `kubectl get pods,services,nodes,namespaces -A -o json`. Repeatable.
     #[arg(long = "snapshot", value_name = "CLUSTER=PATH")]
     snapshots: Vec<SnapshotSource>,
-    /// Compacted identity topic written by flowlake-identity-publisher (e.g. k8s.identity):
-    /// read from its beginning before /readyz says ready, then followed.
-    #[arg(long, env = "FLOWLAKE_IDENTITY_TOPIC")]
-    identity_topic: Option<String>,
-    /// Watch one cluster's Kubernetes API directly (needs --kube-cluster-id).
-    #[arg(long)]
-    kube: bool,
-    /// The cluster_id the watched cluster's flows carry.
-    #[arg(long, env = "FLOWLAKE_KUBE_CLUSTER_ID")]
-    kube_cluster_id: Option<String>,
-    /// kubeconfig for --kube (default: in-cluster service account, KUBECONFIG,
-    /// ~/.kube/config).
-    #[arg(long, value_name = "FILE")]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    identity: IdentitySourceArgs,
 }
 
 /// The config file.
@@ -78,16 +65,7 @@ fn load(args: &Args) -> Result<Loaded, ConfigError> {
     let mut enrich = file.enrich;
     enrich.snapshots.extend(args.snapshots.iter().cloned());
     let mut identity = file.identity;
-    if let Some(topic) = &args.identity_topic {
-        identity.topic = Some(topic.clone());
-    }
-    identity.kube |= args.kube;
-    if let Some(cluster) = &args.kube_cluster_id {
-        identity.kube_cluster_id = Some(cluster.clone());
-    }
-    if let Some(path) = &args.kubeconfig {
-        identity.kubeconfig = Some(path.clone());
-    }
+    args.identity.apply(&mut identity);
     let process = ProcessSettings::validated(file.kafka, file.http, file.log, file.runtime)?;
     identity.validate()?;
     if identity.is_configured() {

@@ -41,6 +41,42 @@ pub struct IdentitySourceSettings {
     pub channel_capacity: usize,
 }
 
+/// The command-line flags of enrich's live identity sources; each overrides its
+/// `[identity]` setting ([`IdentitySourceArgs::apply`]).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct IdentitySourceArgs {
+    /// Compacted identity topic written by flowlake-identity-publisher (e.g. k8s.identity):
+    /// read from its beginning before /readyz says ready, then followed.
+    #[arg(long, env = "FLOWLAKE_IDENTITY_TOPIC")]
+    pub identity_topic: Option<String>,
+    /// Watch one cluster's Kubernetes API directly (needs --kube-cluster-id).
+    #[arg(long)]
+    pub kube: bool,
+    /// The cluster_id the watched cluster's flows carry.
+    #[arg(long, env = "FLOWLAKE_KUBE_CLUSTER_ID")]
+    pub kube_cluster_id: Option<String>,
+    /// kubeconfig for --kube (default: in-cluster service account, KUBECONFIG,
+    /// ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl IdentitySourceArgs {
+    /// Overrides `settings` with the flags given.
+    pub fn apply(&self, settings: &mut IdentitySourceSettings) {
+        if let Some(topic) = &self.identity_topic {
+            settings.topic = Some(topic.clone());
+        }
+        settings.kube |= self.kube;
+        if let Some(cluster) = &self.kube_cluster_id {
+            settings.kube_cluster_id = Some(cluster.clone());
+        }
+        if let Some(path) = &self.kubeconfig {
+            settings.kubeconfig = Some(path.clone());
+        }
+    }
+}
+
 impl Default for IdentitySourceSettings {
     fn default() -> Self {
         IdentitySourceSettings {
