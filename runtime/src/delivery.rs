@@ -21,7 +21,7 @@ use crate::kafka::{
 };
 use crate::marks::{Coordinates, OriginPartition};
 use crate::metrics::StageMetrics;
-use crate::processor::{OutputRecord, Rejection};
+use crate::processor::{Origin, OutputRecord, Rejection};
 
 /// Dead-letter header: short error class.
 pub const DLQ_ERROR_CLASS: &str = "flowlake.error.class";
@@ -83,42 +83,71 @@ fn parse<T: std::str::FromStr>(value: &[u8]) -> Option<T> {
     std::str::from_utf8(value).ok()?.parse().ok()
 }
 
-/// A record ready to produce, headers included.
+/// A record ready to produce.
 pub(crate) struct Produce {
     /// Destination topic.
     pub(crate) topic: std::sync::Arc<str>,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
-    headers: OwnedHeaders,
+    headers: ProduceHeaders,
+}
+
+/// A produced record's headers. Origin coordinates are kept as numbers and written into
+/// the record's headers when it is sent, formatted on the stack: the headers are built
+/// once, never cloned, and the hot path allocates no strings.
+enum ProduceHeaders {
+    None,
+    Origin(Origin),
+    /// A dead letter's: the input's own headers plus the reason, built when rejected.
+    Built(OwnedHeaders),
+}
+
+impl ProduceHeaders {
+    /// The headers to send (takes a dead letter's, leaving nothing behind).
+    fn take(&mut self) -> Option<OwnedHeaders> {
+        match std::mem::replace(self, ProduceHeaders::None) {
+            ProduceHeaders::None => None,
+            ProduceHeaders::Built(headers) => Some(headers),
+            ProduceHeaders::Origin(origin) => {
+                let (mut partition, mut offset, mut seq) = (
+                    itoa::Buffer::new(),
+                    itoa::Buffer::new(),
+                    itoa::Buffer::new(),
+                );
+                Some(
+                    OwnedHeaders::new_with_capacity(4)
+                        .insert(Header {
+                            key: ORIGIN_TOPIC_HEADER,
+                            value: Some(&*origin.topic),
+                        })
+                        .insert(Header {
+                            key: ORIGIN_PARTITION_HEADER,
+                            value: Some(partition.format(origin.partition)),
+                        })
+                        .insert(Header {
+                            key: ORIGIN_OFFSET_HEADER,
+                            value: Some(offset.format(origin.offset)),
+                        })
+                        .insert(Header {
+                            key: ORIGIN_SEQ_HEADER,
+                            value: Some(seq.format(origin.seq)),
+                        }),
+                )
+            }
+        }
+    }
 }
 
 impl From<OutputRecord> for Produce {
     fn from(record: OutputRecord) -> Self {
-        let mut headers = OwnedHeaders::new_with_capacity(4);
-        if let Some(origin) = &record.origin {
-            headers = headers
-                .insert(Header {
-                    key: ORIGIN_TOPIC_HEADER,
-                    value: Some(&*origin.topic),
-                })
-                .insert(Header {
-                    key: ORIGIN_PARTITION_HEADER,
-                    value: Some(&origin.partition.to_string()),
-                })
-                .insert(Header {
-                    key: ORIGIN_OFFSET_HEADER,
-                    value: Some(&origin.offset.to_string()),
-                })
-                .insert(Header {
-                    key: ORIGIN_SEQ_HEADER,
-                    value: Some(&origin.seq.to_string()),
-                });
-        }
         Produce {
             topic: record.topic,
             key: record.key,
             payload: record.payload,
-            headers,
+            headers: match record.origin {
+                Some(origin) => ProduceHeaders::Origin(origin),
+                None => ProduceHeaders::None,
+            },
         }
     }
 }
@@ -170,7 +199,7 @@ pub(crate) fn dead_letter(
         topic: std::sync::Arc::from(dlq_topic),
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        headers,
+        headers: ProduceHeaders::Built(headers),
     }
 }
 
@@ -178,27 +207,34 @@ pub(crate) fn dead_letter(
 /// for one partition keep their order (the idempotent producer preserves it on retries).
 pub(crate) async fn deliver(
     producer: &FutureProducer,
-    records: Vec<Produce>,
+    mut records: Vec<Produce>,
     metrics: &mut StageMetrics,
 ) -> Result<(), RuntimeError> {
     let mut pending = std::collections::VecDeque::with_capacity(records.len());
-    for record in &records {
+    for index in 0..records.len() {
+        let mut headers = records[index].headers.take();
+        let record = &records[index];
         loop {
-            let mut future = FutureRecord::to(&record.topic)
-                .payload(&record.payload)
-                .headers(record.headers.clone());
+            let mut future = FutureRecord::to(&record.topic).payload(&record.payload);
+            if let Some(headers) = headers.take() {
+                future = future.headers(headers);
+            }
             if let Some(key) = &record.key {
                 future = future.key(key);
             }
             match producer.send_result(future) {
                 Ok(delivery) => {
-                    pending.push_back((&*record.topic, delivery));
+                    pending.push_back((index, delivery));
                     break;
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    // librdkafka's queue is full: wait for the oldest send to finish, then retry.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), refused)) => {
+                    // librdkafka's queue is full: wait for the oldest send to finish, then
+                    // retry with the headers the refused record hands back.
+                    headers = refused.headers;
                     match pending.pop_front() {
-                        Some((topic, delivery)) => acknowledged(topic, delivery.await)?,
+                        Some((sent, delivery)) => {
+                            acknowledged(&records[sent].topic, delivery.await)?
+                        }
                         None => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
                 }
@@ -211,11 +247,22 @@ pub(crate) async fn deliver(
             }
         }
     }
-    for (topic, delivery) in pending {
-        acknowledged(topic, delivery.await)?;
+    for (index, delivery) in pending {
+        acknowledged(&records[index].topic, delivery.await)?;
     }
+    // Counted per topic once per batch, not per record: a batch names a handful of topics.
+    let mut counted: Vec<(&Arc<str>, u64)> = Vec::new();
     for record in &records {
-        metrics.records_out(&record.topic).increment(1);
+        match counted
+            .iter_mut()
+            .find(|(topic, _)| Arc::ptr_eq(topic, &record.topic) || ***topic == *record.topic)
+        {
+            Some((_, count)) => *count += 1,
+            None => counted.push((&record.topic, 1)),
+        }
+    }
+    for (topic, count) in counted {
+        metrics.records_out(topic).increment(count);
     }
     Ok(())
 }
