@@ -349,7 +349,7 @@ async fn hubble_samples_flow_through_every_stage_into_s3() {
     // Every flowlake metric a stage exports is documented in README.md's metrics tables
     // (adding a metric without its row fails here).
     let readme = std::fs::read_to_string(support::repo_root().join("README.md"))
-        .expect("README.md is readable");
+        .unwrap_or_else(|e| panic!("README.md: {e}"));
     for stage in [&ingest, &enrich, &aggregate, &sink] {
         let exported: std::collections::BTreeSet<String> = stage
             .metrics()

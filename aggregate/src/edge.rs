@@ -79,8 +79,11 @@ pub struct EdgeValue {
 pub struct Folded {
     /// Edge key.
     pub key: EdgeKey,
-    /// The flow's contribution.
+    /// The flow's contribution, without its source pod (kept apart so that folding into
+    /// an existing edge allocates nothing).
     pub value: EdgeValue,
+    /// Hash of the source pod, when the source is a pod.
+    pub src_pod: Option<u64>,
 }
 
 impl Folded {
@@ -119,9 +122,13 @@ impl Folded {
             packets_in: flow.packets_in,
             first_seen: flow.start_time,
             last_seen: flow.end_time,
-            src_pods: src_pod.into_iter().collect(),
+            src_pods: Vec::new(),
         };
-        Folded { key, value }
+        Folded {
+            key,
+            value,
+            src_pod,
+        }
     }
 }
 
@@ -147,9 +154,17 @@ impl EdgeValue {
             if self.src_pods.len() >= max_pods {
                 break;
             }
-            if let Err(at) = self.src_pods.binary_search(pod) {
-                self.src_pods.insert(at, *pod);
-            }
+            self.add_pod(*pod, max_pods);
+        }
+    }
+
+    /// Adds one source pod to the distinct set, unless the set is at `max_pods`.
+    pub fn add_pod(&mut self, pod: u64, max_pods: usize) {
+        if self.src_pods.len() >= max_pods {
+            return;
+        }
+        if let Err(at) = self.src_pods.binary_search(&pod) {
+            self.src_pods.insert(at, pod);
         }
     }
 
@@ -441,17 +456,26 @@ mod tests {
 
     #[test]
     fn distinct_pods_stop_at_the_bound() {
-        let mut total = Folded::from_flow(samples::enriched_flow()).value;
+        // A flow's value with its source pod in, as a window holds it.
+        let value = |flow: EnrichedFlow| {
+            let folded = Folded::from_flow(flow);
+            let mut value = folded.value;
+            if let Some(pod) = folded.src_pod {
+                value.add_pod(pod, 4);
+            }
+            value
+        };
+        let mut total = value(samples::enriched_flow());
         for i in 0..10 {
             let mut flow = samples::enriched_flow();
             flow.src.pod_uid = Some(format!("uid-{i}"));
-            total.merge(&Folded::from_flow(flow).value, 4);
+            total.merge(&value(flow), 4);
         }
         assert_eq!(total.flows, 11);
         assert_eq!(total.distinct_src_pods(), 4);
 
-        let mut exact = Folded::from_flow(samples::enriched_flow()).value;
-        exact.merge(&Folded::from_flow(samples::enriched_flow()).value, 4);
+        let mut exact = value(samples::enriched_flow());
+        exact.merge(&value(samples::enriched_flow()), 4);
         assert_eq!(exact.distinct_src_pods(), 1);
     }
 

@@ -124,19 +124,32 @@ pub struct Emission {
     pub edges: Vec<(EdgeKey, EdgeValue)>,
 }
 
-/// Edges folded into one window (or one window's correction).
+/// Edges folded into one window (or one window's correction). foldhash, seeded per
+/// process, rather than SipHash: an edge key is a dozen fields, hashed once per flow, and
+/// SipHash was the largest single cost of a fold; iteration order never matters (edges are
+/// sorted before they are emitted or checkpointed).
 #[derive(Debug, Default)]
 struct WindowState {
-    edges: HashMap<EdgeKey, EdgeValue>,
+    edges: HashMap<EdgeKey, EdgeValue, foldhash::fast::RandomState>,
 }
 
 impl WindowState {
     fn fold(&mut self, folded: Folded, max_pods: usize) {
-        match self.edges.entry(folded.key) {
-            Entry::Occupied(mut edge) => edge.get_mut().merge(&folded.value, max_pods),
-            Entry::Vacant(edge) => {
-                edge.insert(EdgeValue::first(folded.value, max_pods));
+        let Folded {
+            key,
+            value,
+            src_pod,
+        } = folded;
+        let edge = match self.edges.entry(key) {
+            Entry::Occupied(edge) => {
+                let edge = edge.into_mut();
+                edge.merge(&value, max_pods);
+                edge
             }
+            Entry::Vacant(edge) => edge.insert(EdgeValue::first(value, max_pods)),
+        };
+        if let Some(pod) = src_pod {
+            edge.add_pod(pod, max_pods);
         }
     }
 
