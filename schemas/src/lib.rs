@@ -1,8 +1,8 @@
 //! flowlake's records and their Avro codecs.
 //!
-//! The `.avsc` files in `avro/` are the single source of each record's shape: `build.rs`
-//! generates the structs and enums in [`records`] from them, with their Avro binary layout,
-//! so the two cannot drift. Stages exchange these records on Kafka as Avro single-object
+//! The `.avsc` files in `avro/` are the single source of each record's shape: the build
+//! script (`build/`) generates the structs and enums in [`records`] from them, with their
+//! Avro binary layout, so the two cannot drift. Stages exchange these records on Kafka as Avro single-object
 //! encoding ([`codec`]); origin coordinates travel in headers, not in the records.
 //!
 //! Modules, each depending only on those listed before it: [`values`] and [`labels`] (the

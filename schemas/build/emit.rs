@@ -1,262 +1,9 @@
-//! Generates the Rust side of every record from `avro/*.avsc`, so that each record's shape
-//! (its fields, their order and types, its enums' symbols) is declared once, in the schema
-//! file, and the Rust types, their Avro binary layout and the partial readers cannot drift
-//! from it.
-//!
-//! Output, in `OUT_DIR/records.rs` (included by `src/records.rs`):
-//! - a struct per record and an enum per Avro enum, with the schema's docs;
-//! - `AvroBinary` for each (write and read, fields in schema order) and a `skip_avro`
-//!   that checks a datum exactly as `read_avro` would while keeping nothing;
-//! - for the records in [`VISITED`], a visitor trait with one method per field, called in
-//!   schema order by `visit_avro`, so a reader that keeps a few fields (`src/view.rs`)
-//!   names them but never their order;
-//! - for the records in [`BORROWED`], a `…Ref<'a>` twin with borrowed strings and a
-//!   `write_avro`, for writers that hold the values elsewhere (enrich's table).
-//!
-//! The mapping of Avro types: `string` → `String`, `long` → `i64`, `int` → `i32`,
-//! `boolean` → `bool`, `long`/`timestamp-micros` → `Timestamp`, `bytes` → `Ip` (every
-//! `bytes` of ours is an IP address), `["null", T]` → `Option<T>`, `array` → `Vec<T>`,
-//! `map` of strings → `Labels`. Anything else fails the build with the field's name.
-//! A named type defined in several files (enriched_flow.avsc embeds FlowEvent so the file
-//! stands alone) must be defined identically in each.
+//! Writing the Rust code of every definition (see the crate doc for what is generated).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::{env, fs};
 
-use serde_json::Value;
-
-/// Records read in part through a generated visitor (`src/view.rs`).
-const VISITED: &[&str] = &["FlowEvent", "EndpointHint"];
-/// Records that get a borrowed twin (enrich writes endpoints from its identity table).
-const BORROWED: &[&str] = &["Endpoint"];
-/// The namespace of every schema of ours.
-const NAMESPACE: &str = "flowlake";
-
-#[derive(Clone, Debug, PartialEq)]
-enum Ty {
-    Str,
-    Long,
-    Int,
-    Bool,
-    Ip,
-    Timestamp,
-    Optional(Box<Ty>),
-    Array(Box<Ty>),
-    Labels,
-    Enum(String),
-    Record(String),
-}
-
-struct Field {
-    name: String,
-    doc: String,
-    ty: Ty,
-}
-
-enum Def {
-    Record {
-        doc: String,
-        fields: Vec<Field>,
-    },
-    Enum {
-        doc: String,
-        symbols: Vec<String>,
-        default: String,
-    },
-}
-
-/// Named types in order of first definition, each with the file and JSON it came from.
-#[derive(Default)]
-struct Schemas {
-    order: Vec<String>,
-    defs: BTreeMap<String, (Def, Vec<String>, Value)>,
-}
-
-fn main() {
-    let dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR"));
-    let avro = dir.join("avro");
-    println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=avro");
-    let mut files: Vec<PathBuf> = fs::read_dir(&avro)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", avro.display()))
-        .map(|entry| match entry {
-            Ok(entry) => entry.path(),
-            Err(e) => panic!("cannot list {}: {e}", avro.display()),
-        })
-        .filter(|path| path.extension().is_some_and(|ext| ext == "avsc"))
-        .collect();
-    files.sort();
-    let mut schemas = Schemas::default();
-    for file in &files {
-        println!("cargo:rerun-if-changed={}", file.display());
-        let text = fs::read_to_string(file)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
-        let json: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", file.display()));
-        let name = file_name(file);
-        schemas.ty(&json, &name, "(top level)");
-    }
-    let out = PathBuf::from(env_var("OUT_DIR")).join("records.rs");
-    fs::write(&out, generate(&schemas))
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
-}
-
-/// A variable cargo sets for every build script.
-fn env_var(name: &str) -> String {
-    env::var(name).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-}
-
-impl Schemas {
-    /// The type `json` declares, recording any named type it defines. `at` names the field
-    /// for errors.
-    fn ty(&mut self, json: &Value, file: &str, at: &str) -> Ty {
-        match json {
-            Value::String(name) => match name.as_str() {
-                "string" => Ty::Str,
-                "long" => Ty::Long,
-                "int" => Ty::Int,
-                "boolean" => Ty::Bool,
-                "bytes" => Ty::Ip,
-                other => self.named(other, file, at),
-            },
-            Value::Array(branches) => match branches.as_slice() {
-                [Value::String(null), value] if null == "null" => {
-                    Ty::Optional(Box::new(self.ty(value, file, at)))
-                }
-                _ => panic!("{file}: {at}: only [\"null\", T] unions are supported"),
-            },
-            Value::Object(object) => {
-                let text = |key: &str| object.get(key).and_then(Value::as_str);
-                match (text("type"), text("logicalType")) {
-                    (Some("long"), Some("timestamp-micros")) => Ty::Timestamp,
-                    (Some("array"), _) => Ty::Array(Box::new(self.ty(&object["items"], file, at))),
-                    (Some("map"), _) if object["values"] == "string" => Ty::Labels,
-                    (Some("record"), _) => self.define_record(json, file),
-                    (Some("enum"), _) => self.define_enum(json, file),
-                    (Some(primitive), None) => self.ty(&Value::from(primitive), file, at),
-                    _ => panic!("{file}: {at}: unsupported type {json}"),
-                }
-            }
-            _ => panic!("{file}: {at}: unsupported type {json}"),
-        }
-    }
-
-    /// A reference to a named type defined earlier (Avro requires definition before use).
-    fn named(&self, name: &str, file: &str, at: &str) -> Ty {
-        let short = short_name(name);
-        match self.defs.get(short) {
-            Some((Def::Record { .. }, _, _)) => Ty::Record(short.to_owned()),
-            Some((Def::Enum { .. }, _, _)) => Ty::Enum(short.to_owned()),
-            None => panic!("{file}: {at}: unknown type {name}"),
-        }
-    }
-
-    /// Records a named definition; one already seen must be the same JSON.
-    fn define(&mut self, json: &Value, file: &str, def: impl FnOnce(&mut Self) -> Def) -> String {
-        let name = json["name"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{file}: a type without a name"));
-        let short = short_name(name).to_owned();
-        if let Some(namespace) = json.get("namespace").and_then(Value::as_str) {
-            assert_eq!(
-                namespace, NAMESPACE,
-                "{file}: {name} is outside `{NAMESPACE}`"
-            );
-        }
-        if let Some((_, files, first_json)) = self.defs.get_mut(&short) {
-            assert!(
-                without_namespace(first_json) == without_namespace(json),
-                "{short} is defined differently in {} and {file}",
-                files[0]
-            );
-            if !files.iter().any(|f| f == file) {
-                files.push(file.to_owned());
-            }
-            return short;
-        }
-        let def = def(self);
-        self.order.push(short.clone());
-        self.defs
-            .insert(short.clone(), (def, vec![file.to_owned()], json.clone()));
-        short
-    }
-
-    fn define_record(&mut self, json: &Value, file: &str) -> Ty {
-        let name = self.define(json, file, |schemas| {
-            let record = json["name"].as_str().unwrap_or_default();
-            let fields = json["fields"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{file}: {record} has no fields"))
-                .iter()
-                .map(|field| {
-                    let name = field["name"].as_str().unwrap_or_default().to_owned();
-                    let at = format!("{record}.{name}");
-                    Field {
-                        ty: schemas.ty(&field["type"], file, &at),
-                        doc: doc_of(field, &at),
-                        name,
-                    }
-                })
-                .collect();
-            Def::Record {
-                doc: doc_of(json, record),
-                fields,
-            }
-        });
-        Ty::Record(name)
-    }
-
-    fn define_enum(&mut self, json: &Value, file: &str) -> Ty {
-        let name = self.define(json, file, |_| {
-            let symbols: Vec<String> = json["symbols"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect();
-            // Avro's default symbol, else the first (what Rust's `Default` has always been).
-            let default = json["default"]
-                .as_str()
-                .or(symbols.first().map(String::as_str))
-                .unwrap_or_else(|| panic!("{file}: enum {json} has no symbols"))
-                .to_owned();
-            Def::Enum {
-                doc: doc_of(json, "enum"),
-                symbols,
-                default,
-            }
-        });
-        Ty::Enum(name)
-    }
-}
-
-fn short_name(name: &str) -> &str {
-    name.rsplit('.').next().unwrap_or(name)
-}
-
-/// A definition without its `namespace` key, which only an embedded top-level repeats.
-fn without_namespace(json: &Value) -> Value {
-    let mut json = json.clone();
-    if let Some(object) = json.as_object_mut() {
-        object.remove("namespace");
-    }
-    json
-}
-
-fn doc_of(json: &Value, at: &str) -> String {
-    json["doc"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{at} has no doc: every record, enum and field needs one"))
-        .to_owned()
-}
+use crate::avsc::{Def, Field, Schemas, Ty};
+use crate::{BORROWED, NAMESPACE, VISITED};
 
 /// `Reporter` from `reporter`, `NetworkSet` from `network_set`.
 fn camel(symbol: &str) -> String {
@@ -355,10 +102,10 @@ fn min_bytes(schemas: &Schemas, ty: &Ty) -> usize {
     }
 }
 
-fn generate(schemas: &Schemas) -> String {
+pub fn generate(schemas: &Schemas) -> String {
     let mut out = String::new();
     out.push_str(
-        "// @generated by schemas/build.rs from schemas/avro/*.avsc: edit the schema files, not\n\
+        "// @generated by schemas/build/ from schemas/avro/*.avsc: edit the schema files, not\n\
          // this file. Field order is schema order, which is the Avro binary layout.\n",
     );
     for name in &schemas.order {
@@ -384,7 +131,7 @@ fn generate(schemas: &Schemas) -> String {
     for wanted in VISITED.iter().chain(BORROWED) {
         assert!(
             schemas.defs.contains_key(*wanted),
-            "build.rs names {wanted}, which no schema defines"
+            "build/main.rs names {wanted}, which no schema defines"
         );
     }
     out
@@ -601,7 +348,7 @@ fn borrowed(ty: &Ty, field: &str) -> (String, String, String) {
             format!("self.{f}.write_avro(out)"),
             "None".into(),
         ),
-        _ => panic!("build.rs: no borrowed form for field `{field}` ({ty:?})"),
+        _ => panic!("build/emit.rs: no borrowed form for field `{field}` ({ty:?})"),
     }
 }
 
