@@ -64,30 +64,34 @@ fn rust_type(ty: &Ty) -> String {
     }
 }
 
-/// An expression of type `Result<(), ReadError>` that checks one `ty` at `r` as its
-/// `read_avro` would, keeping nothing.
-fn skip_expr(schemas: &Schemas, ty: &Ty, path: &str) -> String {
+/// Statements, one per line at `indent`, that check one `ty` at `r` as its `read_avro`
+/// would, keeping nothing; `path` is the expression naming the field in errors.
+fn skip_lines(schemas: &Schemas, ty: &Ty, path: &str, indent: &str) -> String {
+    let nested = format!("{indent}    ");
     match ty {
-        Ty::Str => format!("r.skip_str({path:?})"),
-        Ty::Long | Ty::Timestamp => format!("r.long({path:?}).map(drop)"),
-        Ty::Int => format!("r.int({path:?}).map(drop)"),
-        Ty::Bool => format!("r.boolean({path:?}).map(drop)"),
-        Ty::Ip => format!("Ip::read_avro(r, {path:?}).map(drop)"),
-        Ty::Enum(name) => format!("{name}::read_avro(r, {path:?}).map(drop)"),
-        Ty::Record(name) => format!("{name}::skip_avro(r)"),
-        Ty::Optional(inner) if **inner == Ty::Str => format!("r.skip_optional_str({path:?})"),
+        Ty::Str => format!("{indent}r.skip_str({path})?;\n"),
+        Ty::Long | Ty::Timestamp => format!("{indent}r.long({path})?;\n"),
+        Ty::Int => format!("{indent}r.int({path})?;\n"),
+        Ty::Bool => format!("{indent}r.boolean({path})?;\n"),
+        Ty::Ip => format!("{indent}Ip::read_avro(r, {path})?;\n"),
+        Ty::Enum(name) => format!("{indent}{name}::read_avro(r, {path})?;\n"),
+        Ty::Record(name) => format!("{indent}{name}::skip_avro(r)?;\n"),
+        Ty::Optional(inner) if **inner == Ty::Str => {
+            format!("{indent}r.skip_optional_str({path})?;\n")
+        }
         Ty::Optional(inner) => format!(
-            "if r.present({path:?})? {{ {} }} else {{ Ok(()) }}",
-            skip_expr(schemas, inner, path)
+            "{indent}if r.present({path})? {{\n{}{indent}}}\n",
+            skip_lines(schemas, inner, path, &nested)
         ),
         Ty::Array(inner) => format!(
-            "r.blocks({path:?}, {}, |r| {})",
+            "{indent}r.blocks({path}, {}, |r| {{\n{}{nested}Ok(())\n{indent}}})?;\n",
             min_bytes(schemas, inner),
-            skip_expr(schemas, inner, path)
+            skip_lines(schemas, inner, path, &nested)
         ),
-        Ty::Labels => {
-            format!("r.blocks({path:?}, 2, |r| {{ r.skip_str({path:?})?; r.skip_str({path:?}) }})")
-        }
+        Ty::Labels => format!(
+            "{indent}r.blocks({path}, 2, |r| {{\n{nested}r.skip_str({path})?;\n\
+             {nested}r.skip_str({path})\n{indent}}})?;\n"
+        ),
     }
 }
 
@@ -184,12 +188,15 @@ impl AvroBinary for {name} {{
     }}
     #[inline]
     fn read_avro(reader: &mut Reader<'_>, field: &'static str) -> Result<Self, ReadError> {{
-        const SYMBOLS: &[{name}] = &[{}];
+        const SYMBOLS: &[{name}] = &[\n{}        ];
         let index = reader.symbol(field, SYMBOLS.len())?;
         Ok(SYMBOLS[index])
     }}
 }}",
-        variants.join(", ")
+        variants
+            .iter()
+            .map(|v| format!("            {v},\n"))
+            .collect::<String>()
     );
 }
 
@@ -261,8 +268,8 @@ fn record_code(
         "    pub fn skip_avro(r: &mut Reader<'_>) -> Result<(), ReadError> {{"
     );
     for field in fields {
-        let path = format!("{name}.{}", field.name);
-        let _ = writeln!(out, "        {}?;", skip_expr(schemas, &field.ty, &path));
+        let path = format!("\"{name}.{}\"", field.name);
+        out.push_str(&skip_lines(schemas, &field.ty, &path, "        "));
     }
     let _ = writeln!(out, "        Ok(())\n    }}\n}}");
 }
@@ -277,17 +284,15 @@ fn visitor_code(out: &mut String, schemas: &Schemas, name: &str, fields: &[Field
 pub trait {name}Visitor<'a> {{"
     );
     for field in fields {
-        let path = format!("{name}.{}", field.name);
         let _ = writeln!(out, "    /// `{}`.", field.name);
         let _ = writeln!(out, "    #[inline]");
         let _ = writeln!(
             out,
-            "    fn {}(&mut self, r: &mut Reader<'a>, field: &'static str) -> Result<(), ReadError> {{",
+            "    fn {}(\n        &mut self,\n        r: &mut Reader<'a>,\n        field: &'static str,\n    ) -> Result<(), ReadError> {{",
             ident(&field.name)
         );
-        let _ = writeln!(out, "        let _ = field;");
-        let _ = writeln!(out, "        {}", skip_expr(schemas, &field.ty, &path));
-        let _ = writeln!(out, "    }}");
+        out.push_str(&skip_lines(schemas, &field.ty, "field", "        "));
+        let _ = writeln!(out, "        Ok(())\n    }}");
     }
     let _ = writeln!(out, "}}");
     let _ = writeln!(
