@@ -32,7 +32,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use flowlake_schemas::binary::{AvroBinary, FlowEventView, HintView, Reader};
+use flowlake_schemas::binary::{AvroBinary, Reader};
+use flowlake_schemas::view::{FlowEventView, HintView};
 use flowlake_schemas::{
     Endpoint, EndpointHint, EndpointKind, EnrichedFlow, EnrichmentStatus, FlowEvent, Ip, Labels,
     RESERVED_LABEL_PREFIX, Timestamp,

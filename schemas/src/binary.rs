@@ -1,13 +1,17 @@
-//! Avro binary encoding of our own records, written out by hand.
+//! Avro binary encoding of our own records, without apache-avro.
 //!
 //! apache-avro's serde path walks the schema for every field it reads or writes and costs
 //! a few microseconds per `FlowEvent` each way, while DESIGN.md leaves the enrich stage
 //! about one microsecond per record for everything. Our records have fixed schemas
-//! (`avro/*.avsc`), so each one reads and writes its fields here in schema order with the
-//! specification's binary encoding: zig-zag varints for `int`/`long` (and timestamps),
+//! (`avro/*.avsc`), so each one reads and writes its fields in schema order with the
+//! specification's binary encoding, which this module implements: zig-zag varints for `int`/`long` (and timestamps),
 //! length-prefixed `string`/`bytes`, unions as a branch index then the value (every union
 //! of ours is `["null", T]`), enums as their symbol index, arrays and maps as blocks ending
 //! in a zero count.
+//!
+//! Which values a record holds, in which order, is generated from its schema file into
+//! [`crate::records`] (`AvroBinary` for each record and enum); this module holds the
+//! encoding of each kind of value and the [`AvroBinary`] trait.
 //!
 //! What keeps this honest: tests write generated records both here and with apache-avro
 //! and require identical bytes, and read each other's output back (see the tests below).
@@ -19,7 +23,7 @@
 
 use std::net::IpAddr;
 
-use crate::records::*;
+use crate::labels::Labels;
 use crate::values::{Ip, Timestamp};
 
 /// Why a datum could not be read: the field where reading stopped and what was wrong.
@@ -459,366 +463,13 @@ impl AvroBinary for Labels {
     }
 }
 
-/// Enums: written as the index of their symbol, which is their Rust declaration order
-/// (checked against the schema files in `codec.rs`).
-macro_rules! avro_enum {
-    ($name:ident { $($variant:ident),+ $(,)? }) => {
-        impl AvroBinary for $name {
-            #[inline]
-            fn write_avro(&self, out: &mut Vec<u8>) {
-                write::symbol(out, *self as usize);
-            }
-            #[inline]
-            fn read_avro(reader: &mut Reader<'_>, field: &'static str) -> Result<Self, ReadError> {
-                const SYMBOLS: &[$name] = &[$($name::$variant),+];
-                let index = reader.symbol(field, SYMBOLS.len())?;
-                Ok(SYMBOLS[index])
-            }
-        }
-    };
-}
-
-avro_enum!(Reporter { Unknown, Src, Dst });
-avro_enum!(Action {
-    Unknown,
-    Allow,
-    Deny,
-    Pass
-});
-avro_enum!(EndpointKind {
-    Unknown,
-    Pod,
-    Node,
-    Service,
-    Host,
-    NetworkSet,
-    ExternalPublic,
-    ExternalPrivate,
-});
-avro_enum!(EnrichmentStatus {
-    Miss,
-    Hit,
-    Stale,
-    Hint
-});
-avro_enum!(IdentityKind {
-    Pod,
-    Service,
-    Node,
-    Namespace,
-    NetworkSet,
-    Owner,
-});
-
-/// Records: their fields in schema order. A field listed out of order makes the
-/// byte-equality tests against apache-avro fail.
-macro_rules! avro_record {
-    ($name:ident { $($field:ident),+ $(,)? }) => {
-        impl AvroBinary for $name {
-            fn write_avro(&self, out: &mut Vec<u8>) {
-                $(self.$field.write_avro(out);)+
-            }
-            fn read_avro(reader: &mut Reader<'_>, _field: &'static str) -> Result<Self, ReadError> {
-                Ok($name {
-                    $($field: AvroBinary::read_avro(
-                        reader,
-                        concat!(stringify!($name), ".", stringify!($field)),
-                    )?,)+
-                })
-            }
-        }
-    };
-}
-
-avro_record!(PolicyHit {
-    kind,
-    tier,
-    namespace,
-    name,
-    action,
-    rule_index
-});
-avro_record!(EndpointHint {
-    kind,
-    namespace,
-    name,
-    aggregated_name,
-    labels,
-    workload_kind,
-    workload_name,
-    service_namespace,
-    service_name,
-});
-avro_record!(DnsObservation { query, ips, ttl });
-avro_record!(FlowEvent {
-    event_id,
-    cluster_id,
-    source_format,
-    reporter_node,
-    reporter,
-    start_time,
-    end_time,
-    src_ip,
-    dst_ip,
-    src_port,
-    dst_port,
-    protocol,
-    action,
-    drop_reason,
-    bytes_out,
-    bytes_in,
-    packets_out,
-    packets_in,
-    connections_started,
-    connections_completed,
-    connections_live,
-    policies_enforced,
-    policies_pending,
-    src_hint,
-    dst_hint,
-    dst_dns_names,
-    dns,
-});
-avro_record!(Endpoint {
-    kind,
-    namespace,
-    name,
-    pod_uid,
-    workload_kind,
-    workload_name,
-    aggregated_name,
-    service_account,
-    labels,
-    node,
-    service_namespace,
-    service_name,
-    network_set,
-    dns_names,
-    status,
-});
-avro_record!(EnrichedFlow { flow, src, dst });
-avro_record!(FlowEdge {
-    cluster_id,
-    window_start,
-    window_end,
-    revision,
-    src_kind,
-    src_namespace,
-    src_workload,
-    dst_kind,
-    dst_namespace,
-    dst_workload,
-    dst_service,
-    dst_port,
-    protocol,
-    action,
-    reporter,
-    policy,
-    flows,
-    connections_started,
-    connections_completed,
-    bytes_out,
-    bytes_in,
-    packets_out,
-    packets_in,
-    first_seen,
-    last_seen,
-    distinct_src_pods,
-});
-avro_record!(OwnerRef { kind, name, uid });
-avro_record!(IdentityRecord {
-    cluster_id,
-    kind,
-    uid,
-    namespace,
-    name,
-    ips,
-    cidrs,
-    labels,
-    owner,
-    host_network,
-    node,
-    service_account,
-    created_at,
-    deleted_at,
-    observed_at,
-});
-
-/// What enrich's fast path reads of a `FlowEvent` datum, borrowed from the message.
-///
-/// [`FlowEventView::read`] walks the whole datum and checks it exactly as
-/// `FlowEvent::read_avro` does (UTF-8, enum ranges, IP lengths, union branches, lengths,
-/// nothing left over), so a datum it accepts is one the full decoder accepts, and can be
-/// copied into an `EnrichedFlow` as it is. Nothing is allocated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlowEventView<'a> {
-    /// `cluster_id`.
-    pub cluster_id: &'a str,
-    /// `start_time`.
-    pub start_time: Timestamp,
-    /// `end_time`.
-    pub end_time: Timestamp,
-    /// `src_ip`.
-    pub src_ip: Option<Ip>,
-    /// `dst_ip`.
-    pub dst_ip: Option<Ip>,
-    /// `src_hint`, when present.
-    pub src_hint: Option<HintView<'a>>,
-    /// `dst_hint`, when present.
-    pub dst_hint: Option<HintView<'a>>,
-    /// `dst_dns_names` is not empty.
-    pub has_dst_dns_names: bool,
-    /// `dns` is present.
-    pub has_dns: bool,
-}
-
-impl<'a> FlowEventView<'a> {
-    /// Reads and checks a whole `FlowEvent` datum (without framing).
-    pub fn read(datum: &'a [u8]) -> Result<Self, ReadError> {
-        Self::read_then(datum, |_, _, _| ()).map(|(view, ())| view)
-    }
-
-    /// [`Self::read`], calling `on_addresses` with `cluster_id`, `src_ip` and `dst_ip` as
-    /// soon as they are read (they come first), before the rest of the datum is checked:
-    /// a caller that will look the addresses up can start loading what it needs, and the
-    /// cache misses overlap with the checking. Returns what `on_addresses` returned too.
-    /// The datum may still turn out not to read.
-    pub fn read_then<R>(
-        datum: &'a [u8],
-        on_addresses: impl FnOnce(&'a str, Option<Ip>, Option<Ip>) -> R,
-    ) -> Result<(Self, R), ReadError> {
-        let r = &mut Reader::new(datum);
-        r.skip_str("FlowEvent.event_id")?;
-        let cluster_id = r.str("FlowEvent.cluster_id")?;
-        r.skip_str("FlowEvent.source_format")?;
-        r.skip_optional_str("FlowEvent.reporter_node")?;
-        Reporter::read_avro(r, "FlowEvent.reporter")?;
-        let start_time = Timestamp::read_avro(r, "FlowEvent.start_time")?;
-        let end_time = Timestamp::read_avro(r, "FlowEvent.end_time")?;
-        let src_ip = Option::<Ip>::read_avro(r, "FlowEvent.src_ip")?;
-        let dst_ip = Option::<Ip>::read_avro(r, "FlowEvent.dst_ip")?;
-        let early = on_addresses(cluster_id, src_ip, dst_ip);
-        for field in [
-            "FlowEvent.src_port",
-            "FlowEvent.dst_port",
-            "FlowEvent.protocol",
-        ] {
-            if r.present(field)? {
-                r.int(field)?;
-            }
-        }
-        Action::read_avro(r, "FlowEvent.action")?;
-        r.skip_optional_str("FlowEvent.drop_reason")?;
-        for field in [
-            "FlowEvent.bytes_out",
-            "FlowEvent.bytes_in",
-            "FlowEvent.packets_out",
-            "FlowEvent.packets_in",
-            "FlowEvent.connections_started",
-            "FlowEvent.connections_completed",
-            "FlowEvent.connections_live",
-        ] {
-            r.long(field)?;
-        }
-        for field in ["FlowEvent.policies_enforced", "FlowEvent.policies_pending"] {
-            // kind, tier, namespace, name, action, rule_index: at least 6 bytes.
-            r.blocks(field, 6, |r| {
-                r.skip_str("PolicyHit.kind")?;
-                r.skip_optional_str("PolicyHit.tier")?;
-                r.skip_optional_str("PolicyHit.namespace")?;
-                r.skip_str("PolicyHit.name")?;
-                Action::read_avro(r, "PolicyHit.action")?;
-                Option::<i32>::read_avro(r, "PolicyHit.rule_index").map(drop)
-            })?;
-        }
-        let src_hint = HintView::read(r, "FlowEvent.src_hint")?;
-        let dst_hint = HintView::read(r, "FlowEvent.dst_hint")?;
-        let mut dst_dns_names = 0usize;
-        r.blocks("FlowEvent.dst_dns_names", 1, |r| {
-            dst_dns_names += 1;
-            r.skip_str("FlowEvent.dst_dns_names")
-        })?;
-        let has_dns = r.present("FlowEvent.dns")?;
-        if has_dns {
-            r.skip_str("DnsObservation.query")?;
-            r.blocks("DnsObservation.ips", 1, |r| {
-                Ip::read_avro(r, "DnsObservation.ips").map(drop)
-            })?;
-            Option::<i64>::read_avro(r, "DnsObservation.ttl")?;
-        }
-        if !r.remaining().is_empty() {
-            return error("FlowEvent", "bytes left after the datum");
-        }
-        let view = FlowEventView {
-            cluster_id,
-            start_time,
-            end_time,
-            src_ip,
-            dst_ip,
-            src_hint,
-            dst_hint,
-            has_dst_dns_names: dst_dns_names > 0,
-            has_dns,
-        };
-        Ok((view, early))
-    }
-}
-
-/// What enrich's fast path reads of an `EndpointHint`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HintView<'a> {
-    /// The Service it names: (`service_namespace`, `service_name`) when it names one.
-    pub service: Option<(Option<&'a str>, &'a str)>,
-    /// Its labels say Cilium's `reserved:world`: what
-    /// [`EndpointHint::has_reserved`]`("world")` says of the decoded hint.
-    pub world: bool,
-}
-
-impl<'a> HintView<'a> {
-    /// Reads an optional `EndpointHint`.
-    fn read(r: &mut Reader<'a>, field: &'static str) -> Result<Option<Self>, ReadError> {
-        if !r.present(field)? {
-            return Ok(None);
-        }
-        for field in [
-            "EndpointHint.kind",
-            "EndpointHint.namespace",
-            "EndpointHint.name",
-            "EndpointHint.aggregated_name",
-        ] {
-            r.skip_optional_str(field)?;
-        }
-        // The decoded labels keep the last value of a repeated key; so does `reserved`
-        // here. A `reserved:world` key counts wherever it is.
-        let mut world_key = false;
-        let mut reserved_value_is_world = false;
-        // Labels are compared as bytes: a `&str` of each would cost a `from_utf8` call.
-        r.blocks("EndpointHint.labels", 2, |r| {
-            let key = r.str_bytes("EndpointHint.labels")?;
-            let value = r.str_bytes("EndpointHint.labels")?;
-            if key == b"reserved" {
-                reserved_value_is_world = is_reserved_label(key, value, "world");
-            } else {
-                world_key |= is_reserved_label(key, value, "world");
-            }
-            Ok(())
-        })?;
-        r.skip_optional_str("EndpointHint.workload_kind")?;
-        r.skip_optional_str("EndpointHint.workload_name")?;
-        let namespace = r.optional_str("EndpointHint.service_namespace")?;
-        let name = r.optional_str("EndpointHint.service_name")?;
-        Ok(Some(HintView {
-            service: name.map(|name| (namespace, name)),
-            world: world_key || reserved_value_is_world,
-        }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::AvroRecord;
+    use crate::records::*;
     use crate::samples;
+    use crate::view::{FlowEventView, HintView};
     use apache_avro::writer::datum::GenericDatumWriter;
     use proptest::prelude::*;
 

@@ -3,8 +3,8 @@
 //! written either as an owned [`Endpoint`] or straight into the output record as Avro,
 //! field for field the same.
 
-use flowlake_schemas::binary::{AvroBinary, write};
-use flowlake_schemas::{Endpoint, EndpointKind, EnrichmentStatus, Labels};
+use flowlake_schemas::binary::AvroBinary;
+use flowlake_schemas::{Endpoint, EndpointKind, EndpointRef, EnrichmentStatus, Labels};
 
 use crate::table::{Found, Identity};
 
@@ -74,54 +74,50 @@ impl<'a> Resolved<'a> {
                 dns_names,
             } => (found, service, dns_names),
         };
-        let service_of_hint = |out: &mut Vec<u8>| match service {
-            Some((namespace, name)) => {
-                write::optional_string(out, *namespace);
-                write::optional_string(out, Some(name));
-            }
-            None => out.extend_from_slice(&[write::NULL_BRANCH, write::NULL_BRANCH]),
+        let (service_namespace, service_name) = match service {
+            Some((namespace, name)) => (*namespace, Some(*name)),
+            None => (None, None),
         };
-        let null = write::NULL_BRANCH;
+        let common = EndpointRef {
+            service_namespace,
+            service_name,
+            dns_names,
+            status: found.status,
+            ..EndpointRef::default()
+        };
         match found.identity {
-            Identity::Pod(pod) => {
-                EndpointKind::Pod.write_avro(out);
-                write::optional_string(out, Some(&pod.workload.namespace));
-                out.push(write::VALUE_BRANCH);
-                write::bytes(out, pod.name.as_bytes()); // the name is a string
-                found
-                    .uid
-                    .with_text(|uid| write::optional_string(out, Some(uid)));
-                write::optional_string(out, Some(&pod.workload.kind));
-                write::optional_string(out, Some(&pod.workload.name));
-                out.push(null); // aggregated_name
-                write::optional_string(out, pod.workload.service_account.as_deref());
-                pod.labels.write_avro(out);
-                write::optional_string(out, pod.node.as_deref());
-                service_of_hint(out);
+            Identity::Pod(pod) => found.uid.with_text(|uid| {
+                EndpointRef {
+                    kind: EndpointKind::Pod,
+                    namespace: Some(&pod.workload.namespace),
+                    name: Some(pod.name.as_str()),
+                    pod_uid: Some(uid),
+                    workload_kind: Some(&pod.workload.kind),
+                    workload_name: Some(&pod.workload.name),
+                    service_account: pod.workload.service_account.as_deref(),
+                    labels: &pod.labels,
+                    node: pod.node.as_deref(),
+                    ..common
+                }
+                .write_avro(out)
+            }),
+            Identity::Node(node) => EndpointRef {
+                kind: EndpointKind::Node,
+                name: Some(&node.name),
+                labels: &node.labels,
+                ..common
             }
-            Identity::Node(node) => {
-                EndpointKind::Node.write_avro(out);
-                out.push(null); // namespace
-                write::optional_string(out, Some(&node.name));
-                out.extend_from_slice(&[null; 5]); // pod_uid … service_account
-                node.labels.write_avro(out);
-                out.push(null); // node
-                service_of_hint(out);
+            .write_avro(out),
+            Identity::Service(service) => EndpointRef {
+                kind: EndpointKind::Service,
+                namespace: Some(&service.namespace),
+                name: Some(&service.name),
+                service_namespace: Some(&service.namespace),
+                service_name: Some(&service.name),
+                ..common
             }
-            Identity::Service(service) => {
-                EndpointKind::Service.write_avro(out);
-                write::optional_string(out, Some(&service.namespace));
-                write::optional_string(out, Some(&service.name));
-                out.extend_from_slice(&[null; 5]); // pod_uid … service_account
-                out.push(write::END_OF_BLOCKS); // labels: none
-                out.push(null); // node
-                write::optional_string(out, Some(&service.namespace));
-                write::optional_string(out, Some(&service.name));
-            }
+            .write_avro(out),
         }
-        out.push(null); // network_set
-        write::string_array(out, dns_names.len(), dns_names.iter().map(String::as_str));
-        found.status.write_avro(out);
     }
 }
 
