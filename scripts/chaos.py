@@ -26,7 +26,10 @@ row in flows/, the edges' flows add up to the good flows fed (malformed lines ar
 letters, not flows), the denied edges add up to the denied flows fed, and every malformed
 line is in flows.dlq. One line per seed, then a summary; exit 1 when any seed is not exact,
 2 on a usage or setup error. Results are also appended as JSON lines to
-<workdir>/results.jsonl.
+<workdir>/results.jsonl. When a seed's edges are off (or FLOWLAKE_CHAOS_EXPLAIN is set), its
+directory also gets edges-explained.json: the edges aggregate produced (flows.edges, Σ flows
+per input partition, with and without replays dropped by origin) against Σ flows per lake
+object, which says whether aggregate or the sink is off.
 
 `failover` — how long a SIGKILLed stage instance's partitions stay unconsumed: two ingest
 instances share flows.raw (4 partitions) under a steady feed; one is killed; for every input
@@ -520,6 +523,55 @@ def read_lake(endpoint):
     return out
 
 
+def explain_edges(bootstrap, endpoint, path):
+    """For a seed whose edges are off: where the difference is. Writes to `path` the edges
+    as aggregate produced them (flows.edges, deduplicated by origin coordinates, Σ flows per
+    input partition) and as the lake holds them (Σ flows per object), so a NOT EXACT seed
+    says whether aggregate or the sink is off, and in which partition."""
+    import io
+    import fastavro
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+    from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+    schema = fastavro.parse_schema(json.load(open(os.path.join(REPO, "schemas/avro/flow_edge.avsc"))))
+    c = Consumer({**kafka_common(bootstrap), "group.id": f"chaos-explain-{uuid.uuid4()}",
+                  "enable.auto.commit": False})
+    parts = [TopicPartition("flows.edges", p, OFFSET_BEGINNING) for p in range(TOPICS["flows.edges"])]
+    highs = {p.partition: c.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+    c.assign(parts)
+    seen, produced, records = set(), {}, 0
+    deadline = time.monotonic() + 60
+    while records < sum(highs.values()) and time.monotonic() < deadline:
+        msg = c.poll(0.2)
+        if msg is None or msg.error():
+            continue
+        records += 1
+        headers = dict(msg.headers() or [])
+        coords = tuple(headers.get(f"flowlake.origin.{k}", b"").decode() for k in ("topic", "partition", "offset", "seq"))
+        value = msg.value()
+        body = value[10:] if value[:2] == b"\xc3\x01" else value[5:] if value[:1] == b"\x00" else value
+        edge = fastavro.schemaless_reader(io.BytesIO(body), schema)
+        key = f"origin {coords[0]}/{coords[1]}"
+        entry = produced.setdefault(key, {"records": 0, "unique": 0, "flows_unique": 0, "flows_all": 0})
+        entry["records"] += 1
+        entry["flows_all"] += edge["flows"]
+        if coords not in seen:
+            seen.add(coords)
+            entry["unique"] += 1
+            entry["flows_unique"] += edge["flows"]
+    c.close()
+    fs = pafs.S3FileSystem(endpoint_override=endpoint.split("://", 1)[1], scheme="http",
+                           access_key="test", secret_key="test", region="us-east-1")
+    objects = {}
+    for info in fs.get_file_info(pafs.FileSelector("lake/edges", recursive=True, allow_not_found=True)):
+        if info.type == pafs.FileType.File and info.path.endswith(".parquet"):
+            with fs.open_input_file(info.path) as f:
+                table = pq.read_table(f, columns=["flows"])
+            objects[info.path] = {"rows": table.num_rows, "flows": sum(v or 0 for v in table.column("flows").to_pylist())}
+    with open(path, "w") as out:
+        json.dump({"produced_by_origin": produced, "records_read": records, "lake_objects": objects}, out, indent=1)
+
+
 def read_dlq(bootstrap):
     from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
     c = Consumer({**kafka_common(bootstrap), "group.id": f"chaos-reader-{uuid.uuid4()}",
@@ -620,6 +672,11 @@ def run_seed(seed, args, workdir):
         result = count(expected, lake, dlq, good)
         if not quiet:
             result["exact"] = False
+        if result["edges_flows"] != good or os.environ.get("FLOWLAKE_CHAOS_EXPLAIN"):
+            try:
+                explain_edges(broker.bootstrap, moto.endpoint, os.path.join(seed_dir, "edges-explained.json"))
+            except Exception as e:  # a diagnosis must not hide the verdict
+                log(f"seed {seed}: could not explain the edges: {e}")
         result.update({"seed": seed, "quiescent": quiet, "quiesce_s": waited, "final_lag": lags,
                        "faults": plan, "events": events,
                        "restarts": sum(i.starts - 1 for i in instances),
