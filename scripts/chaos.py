@@ -477,12 +477,18 @@ def held_in_memory(instances):
     return held
 
 
-def wait_quiescent(bootstrap, instances, timeout):
+def wait_quiescent(bootstrap, instances, timeout, events):
     """Until every group has committed all of its inputs and nothing is held in memory
-    (open windows, sink buffers), twice in a row 6 s apart."""
+    (open windows, sink buffers), twice in a row 6 s apart. An instance that exits
+    meanwhile (a stage stops when it cannot claim its partitions for a minute, or when it
+    finds itself fenced) is restarted, as Kubernetes restarts a pod's container."""
     start = time.monotonic()
     streak, last = 0, None
     while time.monotonic() - start < timeout:
+        for inst in instances:
+            if not inst.alive():
+                events.append(f"{time.strftime('%H:%M:%S')} {inst.name} exited while settling; restarted")
+                inst.start()
         try:
             lags = group_lag(bootstrap)
         except Exception as e:  # the broker may still be catching up; retry
@@ -666,7 +672,7 @@ def run_seed(seed, args, workdir):
             if not inst.alive():
                 events.append(f"{time.strftime('%H:%M:%S')} {inst.name} was down at the end; restarted")
                 inst.start()
-        quiet, waited, lags = wait_quiescent(broker.bootstrap, instances, args.quiesce_timeout)
+        quiet, waited, lags = wait_quiescent(broker.bootstrap, instances, args.quiesce_timeout, events)
         lake = read_lake(moto.endpoint)
         dlq = read_dlq(broker.bootstrap)
         result = count(expected, lake, dlq, good)

@@ -124,6 +124,10 @@ impl<P: Processor> Processor for Observed<P> {
         self.inner.on_end_of_partition(partition);
     }
 
+    fn acts_on_commit(&self) -> bool {
+        self.inner.acts_on_commit()
+    }
+
     fn on_committed(&mut self) {
         self.inner.on_committed();
     }

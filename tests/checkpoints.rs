@@ -115,6 +115,59 @@ async fn a_stale_owner_is_fenced_and_ignored() {
     assert!(!b_owns, "B must see C's claim");
 }
 
+/// A newer claim that lands between two of the old owner's own checkpoints is still
+/// found: ownership checks read from where the last check ended, not from the owner's
+/// latest write (which would skip the claim and let a stale sink write its objects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_between_two_of_the_owners_checkpoints_is_found() {
+    let broker = Tansu::start();
+    support::create_topics(&broker.bootstrap, &[(TOPIC, 1)]).await;
+    let tp = TopicPartition {
+        topic: "flows.enriched".into(),
+        partition: 0,
+    };
+    let (a, b) = (store(&broker.bootstrap), store(&broker.bootstrap));
+    let tp_a = tp.clone();
+    let (a, claim_a) = run_blocking(move || {
+        let (claim, _) = a.claim(&tp_a).unwrap_or_else(|e| panic!("{e}"));
+        (a, claim)
+    })
+    .await;
+    a.write(&tp, &claim_a, resume(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Checked through its first checkpoint: still the owner, and the check moves on.
+    let tp_a = tp.clone();
+    let (a, claim_a) = run_blocking(move || {
+        let mut claims = vec![(tp_a, claim_a)];
+        let lost = a.verify(&mut claims).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(lost, None);
+        (a, claims.remove(0).1)
+    })
+    .await;
+
+    // B claims; A, not knowing, checkpoints again after B's claim.
+    let tp_b = tp.clone();
+    let (_claim_b, restored_b) =
+        run_blocking(move || b.claim(&tp_b).unwrap_or_else(|e| panic!("{e}"))).await;
+    assert_eq!(restored_b, resume(10));
+    a.write(&tp, &claim_a, resume(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let tp_a = tp.clone();
+    let lost = run_blocking(move || {
+        let mut claims = vec![(tp_a, claim_a)];
+        a.verify(&mut claims).unwrap_or_else(|e| panic!("{e}"))
+    })
+    .await;
+    assert_eq!(
+        lost,
+        Some(tp),
+        "the claim before A's last checkpoint must be found"
+    );
+}
+
 /// Runs blocking checkpoint calls (they block on the broker) off the async threads.
 async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f)

@@ -323,6 +323,12 @@ impl Processor for AggregateProcessor {
         }
     }
 
+    /// Moves the business counters: only after the runtime confirmed ownership past the
+    /// checkpoint, so a stale instance never counts what the new owner counts.
+    fn acts_on_commit(&self) -> bool {
+        true
+    }
+
     fn on_committed(&mut self) {
         for edge in self.uncounted.drain(..) {
             self.metrics.edge_emitted(&edge);

@@ -22,6 +22,14 @@
 //! topic, and a stale owner's writes at most [`STALE_WRITES`] after the claim that
 //! superseded it: its backward scan stops once it has covered that span before the newest
 //! record of the partition.
+//!
+//! Effects outside Kafka (a sink's objects, aggregate's business counters) are fenced by
+//! the log's order. An owner acts on a checkpoint only after [`CheckpointStore::verify`]
+//! has read the topic past it and found no newer claim; a claimant, once its claim is
+//! appended, reads again up to it and resumes from the latest record of the highest epoch
+//! before it. So a checkpoint the old owner acted on precedes the newer claim and is what
+//! the new owner resumes from (the same rolls, the same objects), and one written after
+//! the newer claim is never acted on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -195,8 +203,10 @@ pub struct Claim {
     pub owner: String,
     /// The claim's epoch.
     pub epoch: u64,
-    /// Offset of this owner's latest record in the checkpoint topic: ownership checks
-    /// read from there.
+    /// Offset in the checkpoint topic through which this owner's ownership has been
+    /// checked (its claim record, then the end of each successful [`CheckpointStore::verify`]):
+    /// ownership checks read from the next offset, so no record after the claim goes
+    /// unchecked — not even one between two of this owner's own checkpoints.
     pub offset: i64,
     /// Partition of the checkpoint topic holding this key.
     pub checkpoint_partition: i32,
@@ -316,9 +326,12 @@ impl CheckpointStore {
     pub fn claim(&self, tp: &TopicPartition) -> Result<(Claim, Resume), CheckpointError> {
         let key = self.key(tp);
         let partition = self.checkpoint_partition(&key)?;
-        let latest = self.read_latest(&key, partition)?;
+        let (latest, read_to) = self.read_latest(&key, partition)?;
         let epoch = latest.as_ref().map_or(0, |r| r.epoch) + 1;
-        let resume = latest.map(|r| r.resume).unwrap_or_default();
+        let resume = latest
+            .as_ref()
+            .map(|r| r.resume.clone())
+            .unwrap_or_default();
         let n = self
             .claims
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -334,15 +347,34 @@ impl CheckpointStore {
             resume: resume.clone(),
         };
         let offset = futures::executor::block_on(self.append(&key, partition, &record))?;
-        Ok((
-            Claim {
-                owner,
-                epoch,
-                offset,
-                checkpoint_partition: partition,
-            },
-            resume,
-        ))
+        let claim = Claim {
+            owner,
+            epoch,
+            offset,
+            checkpoint_partition: partition,
+        };
+        // The previous owner may have appended a checkpoint between the read above and
+        // this claim (it does not know yet that it lost the partition). Written before the
+        // claim, it is valid — and that owner may act on it (a sink writes the objects it
+        // records, once it has checked that no newer claim precedes its next read) — so
+        // the resume is the latest record of the highest epoch before the claim, read again
+        // up to it.
+        let mut resumed = latest;
+        for (_, k, _, record) in self.read_range(partition, read_to, offset)? {
+            if k == key && resumed.as_ref().is_none_or(|r| record.epoch >= r.epoch) {
+                resumed = Some(record);
+            }
+        }
+        let resumed = resumed.map(|r| r.resume).unwrap_or_default();
+        if resumed != resume {
+            tracing::info!(
+                topic = tp.topic,
+                partition = tp.partition,
+                "the previous owner checkpointed while this instance claimed the partition; resuming from that checkpoint"
+            );
+            futures::executor::block_on(self.write(tp, &claim, resumed.clone()))?;
+        }
+        Ok((claim, resumed))
     }
 
     /// Appends a checkpoint of `tp` for `claim`'s owner; resolves with its offset in the
@@ -395,29 +427,70 @@ impl CheckpointStore {
     }
 
     /// True while no record of `tp` with a newer epoch, or of the same epoch by another
-    /// owner, came after `claim`'s latest record (blocking read of the checkpoint topic
-    /// from there on).
+    /// owner, came after `claim`'s checked offset (blocking read of the checkpoint topic
+    /// from there on; [`CheckpointStore::verify`] for several claims at once).
     pub fn still_owner(&self, tp: &TopicPartition, claim: &Claim) -> Result<bool, CheckpointError> {
-        let key = self.key(tp);
-        let (_, high) = self
-            .reader
-            .fetch_watermarks(&self.topic, claim.checkpoint_partition, IO_TIMEOUT)
-            .map_err(|e| self.kafka(e))?;
-        let records = self.read_range(claim.checkpoint_partition, claim.offset + 1, high)?;
-        Ok(!records.iter().any(|(_, k, _, r)| {
-            *k == key
-                && (r.epoch > claim.epoch || (r.epoch == claim.epoch && r.owner != claim.owner))
-        }))
+        let mut claims = [(tp.clone(), claim.clone())];
+        Ok(self.verify(&mut claims)?.is_none())
+    }
+
+    /// Checks every claim in `claims` through the current end of the checkpoint topic,
+    /// one read per checkpoint partition: returns the first partition another instance
+    /// claimed since its claim was last checked, or None when all are still owned — and
+    /// then moves each claim's checked offset to the end read. Blocking.
+    pub fn verify(
+        &self,
+        claims: &mut [(TopicPartition, Claim)],
+    ) -> Result<Option<TopicPartition>, CheckpointError> {
+        let mut partitions: Vec<i32> = claims.iter().map(|(_, c)| c.checkpoint_partition).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        for partition in partitions {
+            let (_, high) = self
+                .reader
+                .fetch_watermarks(&self.topic, partition, IO_TIMEOUT)
+                .map_err(|e| self.kafka(e))?;
+            let from = claims
+                .iter()
+                .filter(|(_, c)| c.checkpoint_partition == partition)
+                .map(|(_, c)| c.offset + 1)
+                .min()
+                .unwrap_or(high);
+            let records = self.read_range(partition, from, high)?;
+            for (tp, claim) in claims
+                .iter()
+                .filter(|(_, c)| c.checkpoint_partition == partition)
+            {
+                let key = self.key(tp);
+                let lost = records.iter().any(|(offset, k, _, r)| {
+                    *offset > claim.offset
+                        && *k == key
+                        && (r.epoch > claim.epoch
+                            || (r.epoch == claim.epoch && r.owner != claim.owner))
+                });
+                if lost {
+                    return Ok(Some(tp.clone()));
+                }
+            }
+            for (_, claim) in claims
+                .iter_mut()
+                .filter(|(_, c)| c.checkpoint_partition == partition)
+            {
+                claim.offset = claim.offset.max(high - 1);
+            }
+        }
+        Ok(None)
     }
 
     /// The valid checkpoint of `key`: the latest record of the highest epoch. Scans back
     /// from the end of the partition in growing windows until it has found a record of
     /// `key` and covered [`STALE_WRITES`] before the newest one found.
+    /// Also returns the end of the partition the scan started from.
     fn read_latest(
         &self,
         key: &str,
         partition: i32,
-    ) -> Result<Option<CheckpointRecord>, CheckpointError> {
+    ) -> Result<(Option<CheckpointRecord>, i64), CheckpointError> {
         let (low, high) = self
             .reader
             .fetch_watermarks(&self.topic, partition, IO_TIMEOUT)
@@ -453,7 +526,7 @@ impl CheckpointStore {
             end = start;
             window = window.saturating_mul(4);
         }
-        Ok(best)
+        Ok((best, high))
     }
 
     /// Records of checkpoint partition `partition` in `[start, end)`: (offset, key, Kafka

@@ -149,13 +149,14 @@ impl OwnedPartitions {
         due
     }
 
-    /// `checkpoint` was acknowledged at `offset` of the checkpoint topic.
-    pub(crate) fn written(&mut self, checkpoint: DueCheckpoint, offset: i64) {
+    /// `checkpoint` was acknowledged (its offset in the checkpoint topic does not move the
+    /// claim's checked offset: a newer claim may sit before it, and only
+    /// [`OwnedPartitions::checked`] after a read says none does).
+    pub(crate) fn written(&mut self, checkpoint: DueCheckpoint) {
         let tp = &checkpoint.partition;
         if let Some(owned) = self.get_mut(&tp.topic, tp.partition)
             && owned.claim.owner == checkpoint.claim.owner
         {
-            owned.claim.offset = owned.claim.offset.max(offset);
             owned.written = checkpoint.resume;
         }
     }
@@ -166,6 +167,18 @@ impl OwnedPartitions {
             .iter()
             .map(|(tp, owned)| (tp.clone(), owned.claim.clone()))
             .collect()
+    }
+
+    /// The `claims` (from [`OwnedPartitions::claims`]) were found still owned through
+    /// their checked offsets: the next check reads from there.
+    pub(crate) fn checked(&mut self, claims: &[(TopicPartition, Claim)]) {
+        for (tp, claim) in claims {
+            if let Some(owned) = self.get_mut(&tp.topic, tp.partition)
+                && owned.claim.owner == claim.owner
+            {
+                owned.claim.offset = owned.claim.offset.max(claim.offset);
+            }
+        }
     }
 
     /// Offsets that became safe to store: each partition's last acknowledged resume
@@ -243,7 +256,7 @@ mod tests {
         let due = owned.due_checkpoints(processor, false);
         let offsets = due.iter().map(|d| d.resume.offset).collect();
         for checkpoint in due {
-            owned.written(checkpoint, 0);
+            owned.written(checkpoint);
         }
         offsets
     }
@@ -314,7 +327,7 @@ mod tests {
             resume: Resume::default(),
         });
         for checkpoint in due {
-            owned.written(checkpoint, 0);
+            owned.written(checkpoint);
         }
         assert!(owned.storable().is_empty());
     }

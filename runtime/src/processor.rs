@@ -339,4 +339,15 @@ pub trait Processor: Send {
     /// the point where effects that must happen once (business counters, writes decided
     /// earlier) may happen.
     fn on_committed(&mut self) {}
+
+    /// True when [`Processor::on_committed`] acts outside Kafka (writes objects, moves
+    /// business counters). An instance that lost a partition without noticing yet (kicked
+    /// from its group while blocked) still writes checkpoints; a newer owner never sees
+    /// them, so acting on them would repeat what the newer owner does. For such a
+    /// processor the runtime calls `on_committed` only after reading the checkpoint topic
+    /// past the checkpoints just written and finding no newer claim of any owned
+    /// partition — one read per batch that wrote a checkpoint.
+    fn acts_on_commit(&self) -> bool {
+        false
+    }
 }

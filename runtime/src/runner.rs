@@ -95,6 +95,8 @@ pub async fn run_stage<P: Processor>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_refresh = Instant::now();
     let mut crash_point = CrashPoint::from_env();
+    // Checkpoints were written and ownership not yet confirmed past them (see `commit`).
+    let mut unconfirmed = false;
     tracing::info!(stage, group, topics = ?spec.input_topics, checkpoints = settings.checkpoint_topic, "stage running");
 
     let result: Result<(), RuntimeError> = async {
@@ -209,11 +211,11 @@ pub async fn run_stage<P: Processor>(
             let refresh = last_refresh.elapsed() >= CLAIM_REFRESH;
             if refresh {
                 last_refresh = Instant::now();
-                fence(&checkpoints, &owned, stage)?;
+                fence(&checkpoints, &mut owned, stage)?;
             }
             let due = owned.due_checkpoints(&processor, refresh);
-            write_checkpoints(&checkpoints, &mut owned, due, &mut metrics).await?;
-            processor.on_committed();
+            unconfirmed |= write_checkpoints(&checkpoints, &mut owned, due, &mut metrics).await?;
+            commit(&mut processor, &checkpoints, &mut owned, &mut unconfirmed, stage, &shutdown).await?;
             store(&consumer, &mut owned, stage);
             if !batch.is_empty() {
                 metrics.batch_seconds.record(started.elapsed().as_secs_f64());
@@ -240,8 +242,16 @@ pub async fn run_stage<P: Processor>(
             let records: Vec<Produce> = out.take().into_iter().map(Produce::from).collect();
             delivery::deliver(&producer, records, &mut metrics).await?;
             let due = owned.due_checkpoints(&processor, false);
-            write_checkpoints(&checkpoints, &mut owned, due, &mut metrics).await?;
-            processor.on_committed();
+            unconfirmed |= write_checkpoints(&checkpoints, &mut owned, due, &mut metrics).await?;
+            commit(
+                &mut processor,
+                &checkpoints,
+                &mut owned,
+                &mut unconfirmed,
+                stage,
+                &shutdown,
+            )
+            .await?;
         }
         Ok::<(), RuntimeError>(())
     })
@@ -364,52 +374,91 @@ async fn ensure_checkpoint_topic(
     }
 }
 
-/// Writes the due checkpoints and waits for all acknowledgements. (The processor is not
-/// borrowed across the wait: it need not be `Sync`.)
+/// Writes the due checkpoints and waits for all acknowledgements; true when it wrote
+/// any. (The processor is not borrowed across the wait: it need not be `Sync`.)
 async fn write_checkpoints(
     checkpoints: &CheckpointStore,
     owned: &mut OwnedPartitions,
     due: Vec<DueCheckpoint>,
     metrics: &mut StageMetrics,
-) -> Result<(), RuntimeError> {
+) -> Result<bool, RuntimeError> {
     if due.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let writes = due
         .iter()
         .map(|d| checkpoints.write(&d.partition, &d.claim, d.resume.clone()));
     let results = futures::future::join_all(writes).await;
     for (checkpoint, result) in due.into_iter().zip(results) {
-        let offset = result.map_err(RuntimeError::Checkpoint)?;
+        result.map_err(RuntimeError::Checkpoint)?;
         metrics.checkpoints.increment(1);
-        owned.written(checkpoint, offset);
+        owned.written(checkpoint);
     }
+    Ok(true)
+}
+
+/// Calls `on_committed` — for a processor that [acts on commit](Processor::acts_on_commit),
+/// only once ownership of every owned partition is confirmed past the checkpoints written
+/// (`unconfirmed` says whether some are not yet). While the broker does not answer, it
+/// retries with backoff and the stage reads nothing more: a decision the last checkpoint
+/// recorded (aggregate's idle close, a sink's roll) takes effect in the next batch, and it
+/// must not before this instance knows that no newer owner missed it. On shutdown it
+/// gives up, leaving the effects to whoever resumes from the checkpoint.
+async fn commit<P: Processor>(
+    processor: &mut P,
+    checkpoints: &CheckpointStore,
+    owned: &mut OwnedPartitions,
+    unconfirmed: &mut bool,
+    stage: &str,
+    shutdown: &CancellationToken,
+) -> Result<(), RuntimeError> {
+    if processor.acts_on_commit() && *unconfirmed {
+        let mut backoff = Duration::from_millis(200);
+        while !fence(checkpoints, owned, stage)? {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        *unconfirmed = false;
+    }
+    processor.on_committed();
     Ok(())
 }
 
-/// Checks that no other instance claimed an owned partition since this one last wrote
-/// its checkpoint. One that did means this instance lost it without a revocation (a
+/// Checks that no other instance claimed an owned partition since this one's claim was
+/// last checked (reading the checkpoint topic from there to its end); true when checked.
+/// A newer claim means this instance lost the partition without a revocation (a
 /// `max.poll.interval.ms` kick, a network partition): the stage stops rather than write
-/// more for it, and its restart rejoins the group with a fresh assignment.
+/// more for it, and its restart rejoins the group with a fresh assignment. False when the
+/// broker did not answer: the next check reads the same records again.
 fn fence(
     checkpoints: &CheckpointStore,
-    owned: &OwnedPartitions,
+    owned: &mut OwnedPartitions,
     stage: &str,
-) -> Result<(), RuntimeError> {
-    for (tp, claim) in owned.claims() {
-        match checkpoints.still_owner(&tp, &claim) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(RuntimeError::Checkpoint(CheckpointError::Fenced {
-                    topic: tp.topic,
-                    partition: tp.partition,
-                }));
-            }
-            // Unknown (broker unreachable): the next refresh checks again.
-            Err(e) => tracing::warn!(stage, error = %e, "cannot check partition ownership"),
+) -> Result<bool, RuntimeError> {
+    let mut claims = owned.claims();
+    if claims.is_empty() {
+        return Ok(true);
+    }
+    match checkpoints.verify(&mut claims) {
+        Ok(None) => {
+            owned.checked(&claims);
+            Ok(true)
+        }
+        Ok(Some(tp)) => Err(RuntimeError::Checkpoint(CheckpointError::Fenced {
+            topic: tp.topic,
+            partition: tp.partition,
+        })),
+        Err(e) => {
+            tracing::warn!(stage, error = %e, "cannot check partition ownership");
+            Ok(false)
         }
     }
-    Ok(())
 }
 
 /// Restores newly claimed partitions into the processor and drops revoked ones, and the

@@ -440,6 +440,12 @@ impl Processor for SinkProcessor {
         Ok(())
     }
 
+    /// Writes objects: only after the runtime confirmed ownership past the checkpoint that
+    /// recorded their rolls.
+    fn acts_on_commit(&self) -> bool {
+        true
+    }
+
     fn on_committed(&mut self) {
         for lane in &mut self.lanes {
             lane.mark_durable();
