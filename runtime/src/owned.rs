@@ -331,4 +331,87 @@ mod tests {
         }
         assert!(owned.storable().is_empty());
     }
+
+    /// One step of the batch protocol for the offsets proptest.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Read the next `n` records of the partition.
+        Read(i64),
+        /// The processor now holds from `position - back` (None: holds nothing).
+        Hold(Option<i64>),
+        /// Checkpoint what is due and acknowledge it.
+        Ack,
+        /// The partition is revoked and claimed again here, resuming at the last
+        /// acknowledged checkpoint.
+        Reassign,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (1..20i64).prop_map(Step::Read),
+            2 => proptest::option::of(0..30i64).prop_map(Step::Hold),
+            3 => Just(Step::Ack),
+            1 => Just(Step::Reassign),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Stored offsets never move backwards, never pass what the processor holds or what
+        /// was read, and a revoked partition stores nothing until it is owned again.
+        #[test]
+        fn stored_offsets_never_go_back_nor_past_what_is_held(
+            steps in proptest::collection::vec(step(), 1..80)
+        ) {
+            let mut owned = owned(Resume::default());
+            let mut next = 0i64; // next offset to read
+            let mut held: Option<i64> = None;
+            let mut last_stored: Option<i64> = None;
+            let mut acknowledged = Resume::default();
+            for step in steps {
+                match step {
+                    Step::Read(n) => {
+                        for _ in 0..n {
+                            owned.admit("t", 0, next, None);
+                            next += 1;
+                        }
+                    }
+                    Step::Hold(back) => {
+                        held = back.map(|b| (next - b).max(acknowledged.offset.unwrap_or(0)));
+                    }
+                    Step::Ack => {
+                        let due = owned.due_checkpoints(&Holding(held), false);
+                        for checkpoint in due {
+                            let resume = checkpoint.resume.offset.unwrap_or(0);
+                            proptest::prop_assert!(resume <= next, "resume {resume} past read {next}");
+                            if let Some(h) = held {
+                                proptest::prop_assert!(resume <= h, "resume {resume} past held {h}");
+                            }
+                            acknowledged = checkpoint.resume.clone();
+                            owned.written(checkpoint);
+                        }
+                    }
+                    Step::Reassign => {
+                        owned.forget(&[tp()]);
+                        proptest::prop_assert!(owned.storable().is_empty());
+                        owned.restore(Restored {
+                            partition: tp(),
+                            claim: claim("a"),
+                            resume: acknowledged.clone(),
+                        });
+                        // The replay starts at the checkpoint: nothing beyond it is held.
+                        next = acknowledged.offset.unwrap_or(0);
+                        held = None;
+                        last_stored = None;
+                    }
+                }
+                for (_, offset) in owned.storable() {
+                    proptest::prop_assert!(last_stored.is_none_or(|s| offset > s));
+                    // Only what an acknowledged checkpoint says is ever stored.
+                    proptest::prop_assert_eq!(Some(offset), acknowledged.offset);
+                    last_stored = Some(offset);
+                }
+            }
+        }
+    }
 }
