@@ -560,6 +560,11 @@ impl CheckpointStore {
                     // The partition ends before `end` (records expired meanwhile).
                     break;
                 }
+                // Connection states librdkafka reports while it reconnects by itself. They
+                // queue up during a broker outage and are handed out one per poll long
+                // after the broker is back: failing the read on each kept a claim failing
+                // until its deadline (the stage exited). The deadline bounds the wait.
+                Some(Err(KafkaError::MessageConsumption(code))) if is_transient(code) => continue,
                 Some(Err(e)) => return Err(self.kafka(e)),
                 Some(Ok(message)) => {
                     let offset = message.offset();
@@ -601,6 +606,21 @@ impl rdkafka::ClientContext for ReaderContext {
 }
 
 impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
+/// Errors of a connection librdkafka retries on its own.
+fn is_transient(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        code,
+        Code::AllBrokersDown
+            | Code::BrokerTransportFailure
+            | Code::BrokerNotAvailable
+            | Code::RequestTimedOut
+            | Code::OperationTimedOut
+            | Code::NetworkException
+            | Code::Resolve
+    )
+}
 
 /// Librdkafka properties that say how to reach and authenticate to the brokers.
 fn is_connection_property(key: &str) -> bool {
