@@ -415,9 +415,6 @@ async fn commit<P: Processor>(
     if processor.acts_on_commit() && *unconfirmed {
         let mut backoff = Duration::from_millis(200);
         while !fence(checkpoints, owned, stage)? {
-            if shutdown.is_cancelled() {
-                return Ok(());
-            }
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(backoff) => {}
