@@ -199,19 +199,27 @@ impl Default for LogSettings {
     }
 }
 
-/// Records per batch: large enough to amortise the per-batch wait for acknowledgements,
-/// small enough that a batch's outputs fit comfortably in librdkafka's queue (100k).
+/// Records per batch: large enough to amortise the per-batch costs (rebalance check,
+/// processor flush, one `send` loop), small enough that several batches' outputs fit in
+/// librdkafka's queue (100k) while earlier ones are acknowledged.
 const DEFAULT_BATCH_MAX_RECORDS: usize = 10_000;
 
 /// `[runtime]`: batching, commits and shutdown.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeSettings {
-    /// Most records handled per batch; offsets move once per batch.
+    /// Most records read and processed at a time (offsets move at checkpoints).
     pub batch_max_records: usize,
     /// How often the stage is asked to emit what is due when no input arrives.
     #[serde(with = "humantime_serde")]
     pub tick_interval: Duration,
+    /// Longest time between checkpoints while input keeps arriving (a stage checkpoints
+    /// whenever it has caught up with its input, and at least this often otherwise).
+    /// Between checkpoints batches are read and processed while earlier output is being
+    /// acknowledged; a crash replays what came after the last checkpoint (the next stage
+    /// drops the copies).
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
     /// How often stored offsets are committed to the group coordinator.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
@@ -230,6 +238,7 @@ impl Default for RuntimeSettings {
         RuntimeSettings {
             batch_max_records: DEFAULT_BATCH_MAX_RECORDS,
             tick_interval: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_secs(1),
             commit_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(25),
             checkpoint_topic: DEFAULT_CHECKPOINT_TOPIC.to_owned(),
@@ -250,6 +259,14 @@ impl RuntimeSettings {
             return Err(ConfigError::invalid(
                 "runtime.tick_interval",
                 "must be at least 10ms",
+            ));
+        }
+        if self.checkpoint_interval < Duration::from_millis(10)
+            || self.checkpoint_interval > Duration::from_secs(60)
+        {
+            return Err(ConfigError::invalid(
+                "runtime.checkpoint_interval",
+                "must be between 10ms and 60s (default \"1s\")",
             ));
         }
         if self.commit_interval < Duration::from_millis(100) {

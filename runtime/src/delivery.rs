@@ -1,23 +1,28 @@
-//! Producing a batch's records and waiting for every acknowledgement; dead letters; the
+//! Producing the stage's records and counting their acknowledgements; dead letters; the
 //! origin headers that give every produced record its coordinates; reading them back.
 //!
-//! Records are sent in order and all acknowledgements awaited before the batch counts as
-//! delivered, so records for one partition keep their order (the idempotent producer
-//! preserves it across its own retries) and the offsets of a batch move only after all of
-//! its output is durable.
+//! Records are sent in order, so records for one partition keep their order (the
+//! idempotent producer preserves it across its own retries). Sending does not wait: the
+//! runner reads and processes the next batch while earlier ones are acknowledged, and
+//! waits for every acknowledgement ([`OutputProducer::acknowledged`]) before it writes a
+//! checkpoint, so offsets move only past output that is durable.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rdkafka::ClientContext;
 use rdkafka::Message;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::Notify;
 
+use crate::config::KafkaSettings;
 use crate::error::RuntimeError;
 use crate::kafka::{
-    ORIGIN_OFFSET_HEADER, ORIGIN_PARTITION_HEADER, ORIGIN_SEQ_HEADER, ORIGIN_TOPIC_HEADER,
+    self, ORIGIN_OFFSET_HEADER, ORIGIN_PARTITION_HEADER, ORIGIN_SEQ_HEADER, ORIGIN_TOPIC_HEADER,
 };
 use crate::marks::{Coordinates, OriginPartition};
 use crate::metrics::StageMetrics;
@@ -203,86 +208,166 @@ pub(crate) fn dead_letter(
     }
 }
 
-/// Sends every record and waits until all are acknowledged. Sends in order, so records
-/// for one partition keep their order (the idempotent producer preserves it on retries).
-pub(crate) async fn deliver(
-    producer: &FutureProducer,
-    mut records: Vec<Produce>,
-    metrics: &mut StageMetrics,
-) -> Result<(), RuntimeError> {
-    let mut pending = std::collections::VecDeque::with_capacity(records.len());
-    for index in 0..records.len() {
-        let mut headers = records[index].headers.take();
-        let record = &records[index];
-        loop {
-            let mut future = FutureRecord::to(&record.topic).payload(&record.payload);
-            if let Some(headers) = headers.take() {
-                future = future.headers(headers);
-            }
-            if let Some(key) = &record.key {
-                future = future.key(key);
-            }
-            match producer.send_result(future) {
-                Ok(delivery) => {
-                    pending.push_back((index, delivery));
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), refused)) => {
-                    // librdkafka's queue is full: wait for the oldest send to finish, then
-                    // retry with the headers the refused record hands back.
-                    headers = refused.headers;
-                    match pending.pop_front() {
-                        Some((sent, delivery)) => {
-                            acknowledged(&records[sent].topic, delivery.await)?
-                        }
-                        None => tokio::time::sleep(Duration::from_millis(10)).await,
-                    }
-                }
-                Err((source, _)) => {
-                    return Err(RuntimeError::Delivery {
-                        topic: record.topic.to_string(),
-                        source,
-                    });
-                }
-            }
-        }
-    }
-    for (index, delivery) in pending {
-        acknowledged(&records[index].topic, delivery.await)?;
-    }
-    // Counted per topic once per batch, not per record: a batch names a handful of topics.
-    let mut counted: Vec<(&Arc<str>, u64)> = Vec::new();
-    for record in &records {
-        match counted
-            .iter_mut()
-            .find(|(topic, _)| Arc::ptr_eq(topic, &record.topic) || ***topic == *record.topic)
-        {
-            Some((_, count)) => *count += 1,
-            None => counted.push((&record.topic, 1)),
-        }
-    }
-    for (topic, count) in counted {
-        metrics.records_out(topic).increment(count);
-    }
-    Ok(())
+/// The stage's output producer: sends without waiting, counts acknowledgements per
+/// producer rather than per record, and waits for all of them only where the offset
+/// protocol needs it — before a checkpoint ([`OutputProducer::acknowledged`]).
+///
+/// A future per record (rdkafka's `FutureProducer`) costs a heap-allocated channel and a
+/// wake-up for every record; here librdkafka's delivery callback, on its polling thread,
+/// bumps one counter and wakes the stage loop only when the count it waits for is reached
+/// (or a record failed). The order of records for one partition is librdkafka's send
+/// order, kept by the idempotent producer across its own retries.
+pub(crate) struct OutputProducer {
+    producer: ThreadedProducer<AckCounter>,
+    /// Records handed to librdkafka so far.
+    sent: u64,
+    /// Records sent since the last [`OutputProducer::acknowledged`], by topic (a handful):
+    /// counted in `records_out` once acknowledged.
+    unacknowledged: Vec<(Arc<str>, u64)>,
 }
 
-fn acknowledged(
-    topic: &str,
-    result: Result<
-        rdkafka::producer::future_producer::OwnedDeliveryResult,
-        futures::channel::oneshot::Canceled,
-    >,
-) -> Result<(), RuntimeError> {
-    match result {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((source, _))) => Err(RuntimeError::Delivery {
-            topic: topic.to_owned(),
-            source,
-        }),
-        Err(_) => Err(RuntimeError::Delivery {
-            topic: topic.to_owned(),
-            source: KafkaError::Canceled,
-        }),
+/// Delivery callback state shared with librdkafka's polling thread.
+#[derive(Default)]
+pub(crate) struct AckCounter {
+    /// Records whose delivery was reported, successful or not.
+    reported: AtomicU64,
+    /// The count the stage loop waits for (`u64::MAX` when it waits for none).
+    waiting_for: AtomicU64,
+    /// The first record the broker refused for good: the stage stops with it.
+    failure: Mutex<Option<(String, KafkaError)>>,
+    wake: Notify,
+}
+
+impl ClientContext for AckCounter {}
+
+impl ProducerContext for AckCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            let mut failure = match self.failure.lock() {
+                Ok(f) => f,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            failure.get_or_insert_with(|| (message.topic().to_owned(), error.clone()));
+        }
+        let reported = self.reported.fetch_add(1, Ordering::SeqCst) + 1;
+        if result.is_err() || reported >= self.waiting_for.load(Ordering::SeqCst) {
+            self.wake.notify_one();
+        }
+    }
+}
+
+impl AckCounter {
+    fn failure(&self) -> Option<RuntimeError> {
+        let failure = match self.failure.lock() {
+            Ok(f) => f,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        failure
+            .as_ref()
+            .map(|(topic, source)| RuntimeError::Delivery {
+                topic: topic.clone(),
+                source: source.clone(),
+            })
+    }
+
+    /// Waits until `count` deliveries were reported; fails with the first refused record.
+    async fn reported(&self, count: u64) -> Result<(), RuntimeError> {
+        self.waiting_for.store(count, Ordering::SeqCst);
+        let result = loop {
+            if let Some(failure) = self.failure() {
+                break Err(failure);
+            }
+            // Read after publishing `waiting_for`: a report counted after this read sees
+            // the target and wakes us (a permit is kept when nobody waits yet).
+            if self.reported.load(Ordering::SeqCst) >= count {
+                break Ok(());
+            }
+            self.wake.notified().await;
+        };
+        self.waiting_for.store(u64::MAX, Ordering::SeqCst);
+        result
+    }
+}
+
+impl OutputProducer {
+    /// The idempotent producer of [`kafka::producer_config`], counting acknowledgements.
+    pub(crate) fn new(settings: &KafkaSettings) -> KafkaResult<Self> {
+        let counter = AckCounter {
+            waiting_for: AtomicU64::new(u64::MAX),
+            ..AckCounter::default()
+        };
+        Ok(OutputProducer {
+            producer: kafka::producer_config(settings).create_with_context(counter)?,
+            sent: 0,
+            unacknowledged: Vec::new(),
+        })
+    }
+
+    /// Hands every record to librdkafka, in order, without waiting for acknowledgements;
+    /// waits only while librdkafka's queue is full (backpressure), for the oldest sends.
+    pub(crate) async fn send(&mut self, mut records: Vec<Produce>) -> Result<(), RuntimeError> {
+        let counter = Arc::clone(self.producer.context());
+        for record in &mut records {
+            let mut headers = record.headers.take();
+            loop {
+                let mut base = BaseRecord::to(&record.topic).payload(&record.payload);
+                if let Some(headers) = headers.take() {
+                    base = base.headers(headers);
+                }
+                if let Some(key) = &record.key {
+                    base = base.key(key);
+                }
+                match self.producer.send(base) {
+                    Ok(()) => {
+                        self.sent += 1;
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), refused)) => {
+                        // Wait for one more acknowledgement than so far (the polling thread
+                        // reports them), then retry with the headers handed back.
+                        headers = refused.headers;
+                        let next = counter.reported.load(Ordering::SeqCst) + 1;
+                        counter.reported(next.min(self.sent)).await?;
+                    }
+                    Err((source, _)) => {
+                        return Err(RuntimeError::Delivery {
+                            topic: record.topic.to_string(),
+                            source,
+                        });
+                    }
+                }
+            }
+            match self
+                .unacknowledged
+                .iter_mut()
+                .find(|(topic, _)| Arc::ptr_eq(topic, &record.topic) || **topic == *record.topic)
+            {
+                Some((_, count)) => *count += 1,
+                None => self.unacknowledged.push((Arc::clone(&record.topic), 1)),
+            }
+        }
+        Ok(())
+    }
+
+    /// True when records were sent since the last [`OutputProducer::acknowledged`].
+    pub(crate) fn has_unacknowledged(&self) -> bool {
+        !self.unacknowledged.is_empty()
+    }
+
+    /// Waits until every record sent so far is acknowledged, and counts them in
+    /// `records_out`. Fails with the first record the broker refused for good.
+    pub(crate) async fn acknowledged(&mut self, metrics: &mut StageMetrics) -> Result<(), RuntimeError> {
+        self.producer.context().reported(self.sent).await?;
+        for (topic, count) in self.unacknowledged.drain(..) {
+            metrics.records_out(&topic).increment(count);
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for librdkafka's queue to empty (at exit).
+    pub(crate) fn flush(&self, timeout: Duration) {
+        let _ = self.producer.flush(timeout);
     }
 }

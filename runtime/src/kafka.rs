@@ -329,13 +329,18 @@ pub fn group_id(stage: &str, settings: &KafkaSettings) -> String {
 
 /// Idempotent producer.
 pub fn producer(settings: &KafkaSettings) -> KafkaResult<FutureProducer> {
+    producer_config(settings).create()
+}
+
+/// The idempotent producer's configuration (with the user's `kafka.properties`).
+pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = base_config(settings);
     set_default(&mut config, settings, "enable.idempotence", "true");
     set_default(&mut config, settings, "message.timeout.ms", "0");
     set_default(&mut config, settings, "linger.ms", "5");
     set_default(&mut config, settings, "compression.type", "lz4");
     apply_properties(&mut config, &settings.properties);
-    config.create()
+    config
 }
 
 /// Admin client config (creates the checkpoint topic).

@@ -11,6 +11,7 @@ pub(crate) struct StageMetrics {
     records_out: HashMap<String, Counter>,
     dead_letters: HashMap<&'static str, Counter>,
     pub(crate) batch_seconds: Histogram,
+    pub(crate) ack_wait_seconds: Histogram,
     pub(crate) consumer_errors: Counter,
     pub(crate) replayed: Counter,
     pub(crate) checkpoints: Counter,
@@ -33,7 +34,12 @@ impl StageMetrics {
         metrics::describe_histogram!(
             format!("flowlake_{stage}_batch_seconds"),
             metrics::Unit::Seconds,
-            "Time to process and acknowledge one batch."
+            "Time to read, process and send one batch (acknowledgements are awaited at checkpoints: ack_wait_seconds)."
+        );
+        metrics::describe_histogram!(
+            format!("flowlake_{stage}_ack_wait_seconds"),
+            metrics::Unit::Seconds,
+            "Time a checkpoint waited for the output sent since the previous one to be acknowledged."
         );
         metrics::describe_gauge!(
             format!("flowlake_{stage}_consumer_lag_records"),
@@ -59,6 +65,7 @@ impl StageMetrics {
             records_out: HashMap::new(),
             dead_letters: HashMap::new(),
             batch_seconds: metrics::histogram!(format!("flowlake_{stage}_batch_seconds")),
+            ack_wait_seconds: metrics::histogram!(format!("flowlake_{stage}_ack_wait_seconds")),
             consumer_errors: metrics::counter!(format!("flowlake_{stage}_consumer_errors_total")),
         }
     }

@@ -5,8 +5,9 @@
 //! Kafka, batching, delivery, offsets, dead letters, shutdown — so a processor can be driven
 //! by a unit test without a broker.
 //!
-//! Offset protocol: after each batch the runtime waits until every output record is
-//! acknowledged, then checkpoints, for every input partition, the lowest offset whose
+//! Offset protocol: at a checkpoint — whenever the stage has caught up with its input,
+//! and at least every `runtime.checkpoint_interval` otherwise — the runtime waits until
+//! every output record sent so far is acknowledged, then checkpoints, for every input partition, the lowest offset whose
 //! effect is not yet durable — its *resume offset*, `min(next offset to read,
 //! Processor::held_from(partition))` — with the replay marks as of that offset and the
 //! processor's [`Processor::checkpoint_state`]. A stage that holds records in memory
@@ -18,7 +19,7 @@
 //! offset must produce the same records with the same [`Origin`] coordinates, so the next
 //! stage can drop the copies. Decisions taken from the wall clock are recorded in the
 //! processor's state first and take effect only after that state was checkpointed (the
-//! runtime checkpoints after every flush, before the next one).
+//! runtime calls [`Processor::on_committed`] only after a checkpoint that followed them).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -310,7 +311,7 @@ pub trait Processor: Send {
 
     /// The state `partition` resumes with, as of its resume offset (see the module doc),
     /// as JSON; None when the processor keeps nothing beyond what `held_from` replays.
-    /// Asked after every batch and tick; a changed answer is checkpointed.
+    /// Asked at every checkpoint; a changed answer is checkpointed.
     fn checkpoint_state(&self, _partition: &TopicPartition) -> Option<String> {
         None
     }
@@ -346,7 +347,7 @@ pub trait Processor: Send {
     /// them, so acting on them would repeat what the newer owner does. For such a
     /// processor the runtime calls `on_committed` only after reading the checkpoint topic
     /// past the checkpoints just written and finding no newer claim of any owned
-    /// partition — one read per batch that wrote a checkpoint.
+    /// partition — one read per checkpoint written.
     fn acts_on_commit(&self) -> bool {
         false
     }

@@ -1,5 +1,8 @@
-//! The stage loop: read a batch, run the processor, produce, wait for every
-//! acknowledgement, checkpoint, then store offsets.
+//! The stage loop: read a batch, run the processor, send its output; at a checkpoint —
+//! whenever the stage has caught up with its input, and at least every
+//! `checkpoint_interval` while it has not — wait for every acknowledgement, checkpoint,
+//! then store offsets. Between checkpoints the next batch is read and processed while the
+//! previous ones are acknowledged.
 //!
 //! Invariants (what makes "nothing lost, nothing counted twice" hold without Kafka
 //! transactions):
@@ -8,7 +11,8 @@
 //!   ([`crate::marks`]);
 //! - an input partition's checkpoint — resume offset, marks as of it, processor state —
 //!   is written only after every record produced before it, outputs and dead letters, is
-//!   acknowledged, and the consumer offset is stored only after its checkpoint is
+//!   acknowledged (a crash between checkpoints replays what came after the last one, as
+//!   it would one batch), and the consumer offset is stored only after its checkpoint is
 //!   acknowledged ([`crate::checkpoint`]); a new owner resumes from the checkpoint;
 //! - input partitions are processed in order, so a replay from a checkpoint re-produces the
 //!   same records with the same coordinates, which the next stage drops;
@@ -31,14 +35,13 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::Producer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{CLAIM_REFRESH, CheckpointError, CheckpointStore};
 use crate::config::{KafkaSettings, RuntimeSettings};
-use crate::delivery::{self, Produce};
+use crate::delivery::{self, OutputProducer, Produce};
 pub use crate::delivery::{
     DLQ_ERROR_CLASS, DLQ_ERROR_MESSAGE, DLQ_FORMAT, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION,
     DLQ_SOURCE_TOPIC, DLQ_STAGE,
@@ -87,13 +90,14 @@ pub async fn run_stage<P: Processor>(
     .map_err(RuntimeError::Client)?;
     let topics: Vec<&str> = spec.input_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics).map_err(RuntimeError::Client)?;
-    let producer = kafka::producer(kafka_settings).map_err(RuntimeError::Client)?;
+    let mut producer = OutputProducer::new(kafka_settings).map_err(RuntimeError::Client)?;
     let mut metrics = StageMetrics::new(stage);
     let mut owned = OwnedPartitions::default();
     let mut origin_topics: Vec<Arc<str>> = Vec::new();
     let mut tick = tokio::time::interval(settings.tick_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_refresh = Instant::now();
+    let mut last_checkpoint = Instant::now();
     let mut crash_point = CrashPoint::from_env();
     // Checkpoints were written and ownership not yet confirmed past them (see `commit`).
     let mut unconfirmed = false;
@@ -112,6 +116,9 @@ pub async fn run_stage<P: Processor>(
             // (batch length when seen, partition) of every end of partition reached.
             let mut ends: Vec<(usize, i32)> = Vec::new();
             let mut next = first;
+            // Whether the batch ended because nothing more was ready (or on a tick): the
+            // stage has caught up, which is when it checkpoints.
+            let mut caught_up = true;
             while let Some(received) = next {
                 // librdkafka runs rebalance callbacks inside the poll that returned this
                 // message, and purges what it had fetched for partitions it takes away: a
@@ -128,6 +135,7 @@ pub async fn run_stage<P: Processor>(
                     }
                 }
                 if batch.len() >= settings.batch_max_records {
+                    caught_up = false;
                     break;
                 }
                 next = consumer.recv().now_or_never();
@@ -203,11 +211,28 @@ pub async fn run_stage<P: Processor>(
             }
             let mut records: Vec<Produce> = out.take().into_iter().map(Produce::from).collect();
             records.append(&mut produce);
-            let produced = !records.is_empty();
-            delivery::deliver(&producer, records, &mut metrics).await?;
+            producer.send(records).await?;
+            if !batch.is_empty() {
+                metrics.batch_seconds.record(started.elapsed().as_secs_f64());
+            }
+            drop(batch);
+            if !caught_up && last_checkpoint.elapsed() < settings.checkpoint_interval {
+                continue;
+            }
+            // A checkpoint: everything sent so far must be durable first. While the broker
+            // does not answer this waits (backpressure); a shutdown meanwhile goes on to
+            // the drain, which waits again up to its deadline.
+            let produced = producer.has_unacknowledged();
+            let started = Instant::now();
+            tokio::select! {
+                acknowledged = producer.acknowledged(&mut metrics) => acknowledged?,
+                _ = shutdown.cancelled() => break,
+            }
             if produced {
+                metrics.ack_wait_seconds.record(started.elapsed().as_secs_f64());
                 crash_point.passed();
             }
+            last_checkpoint = Instant::now();
             let refresh = last_refresh.elapsed() >= CLAIM_REFRESH;
             if refresh {
                 last_refresh = Instant::now();
@@ -217,9 +242,6 @@ pub async fn run_stage<P: Processor>(
             unconfirmed |= write_checkpoints(&checkpoints, &mut owned, due, &mut metrics).await?;
             commit(&mut processor, &checkpoints, &mut owned, &mut unconfirmed, stage, &shutdown).await?;
             store(&consumer, &mut owned, stage);
-            if !batch.is_empty() {
-                metrics.batch_seconds.record(started.elapsed().as_secs_f64());
-            }
         }
         Ok(())
     }
@@ -240,7 +262,8 @@ pub async fn run_stage<P: Processor>(
         for _ in 0..2 {
             processor.on_shutdown(&mut out).await?;
             let records: Vec<Produce> = out.take().into_iter().map(Produce::from).collect();
-            delivery::deliver(&producer, records, &mut metrics).await?;
+            producer.send(records).await?;
+            producer.acknowledged(&mut metrics).await?;
             let due = owned.due_checkpoints(&processor, false);
             unconfirmed |= write_checkpoints(&checkpoints, &mut owned, due, &mut metrics).await?;
             commit(
@@ -279,7 +302,7 @@ pub async fn run_stage<P: Processor>(
             tracing::warn!(stage, error = %e, "final commit failed; the input since the last checkpoint will be replayed");
         }
     }
-    let _ = producer.flush(Duration::from_secs(5));
+    producer.flush(Duration::from_secs(5));
     tracing::info!(stage, "stopped");
     Ok(())
 }
@@ -288,8 +311,8 @@ pub async fn run_stage<P: Processor>(
 pub const CRASH_BEFORE_CHECKPOINT_ENV: &str = "FLOWLAKE_CRASH_BEFORE_CHECKPOINT";
 
 /// Fault injection for crash tests: with `FLOWLAKE_CRASH_BEFORE_CHECKPOINT=N`, the process
-/// aborts — no drain, no commit, like `kill -9` — right after the N-th batch that produced
-/// output had it acknowledged, and before that batch's checkpoint: the one moment where a
+/// aborts — no drain, no commit, like `kill -9` — right after the N-th checkpoint that had
+/// output to wait for saw it acknowledged, and before the checkpoint is written: the one moment where a
 /// crash leaves output downstream that the checkpoint does not cover, which a SIGKILL from
 /// outside hits only by luck. Unset (always, in production), it costs one branch a batch.
 struct CrashPoint {
@@ -310,13 +333,13 @@ impl CrashPoint {
         CrashPoint { remaining }
     }
 
-    /// A batch's output was acknowledged and its checkpoint is next.
+    /// Output was acknowledged and a checkpoint is next.
     fn passed(&mut self) {
         if let Some(remaining) = &mut self.remaining {
             *remaining = remaining.saturating_sub(1);
             if *remaining == 0 {
                 tracing::error!(
-                    "{CRASH_BEFORE_CHECKPOINT_ENV}: aborting between a batch's output and its checkpoint"
+                    "{CRASH_BEFORE_CHECKPOINT_ENV}: aborting between output and its checkpoint"
                 );
                 std::process::abort();
             }
