@@ -10,11 +10,11 @@
 //! group reading from the beginning and an output topic of its own.
 //!
 //! What is measured: a run is timed from the first record its processor sees (so the
-//! consumer-group join and the first fetch are left out) to the start of the drain, which
-//! `run_stage` enters only after the batch holding the N-th record was produced and
-//! acknowledged. CPU is this whole process (stage loop, librdkafka and Tokio threads) from
-//! `/proc/self/stat`; the broker is another process and its CPU, from `/proc/<pid>/stat`,
-//! is reported apart. The table holds medians over the rounds; ratios are taken within a
+//! consumer-group join and the first fetch are left out) to the drain's second
+//! `on_shutdown` call, which `run_stage` makes once every record produced, the N-th
+//! record's outputs included, was acknowledged. CPU is this whole process (stage loop,
+//! librdkafka and Tokio threads) from `/proc/self/stat`; the broker is another process
+//! and its CPU, from `/proc/<pid>/stat`, is reported apart. The table holds medians over the rounds; ratios are taken within a
 //! round (stage / the relay run just before it) and then the median.
 //!
 //! The stages' clients get `fetch.wait.max.ms=5` (see [`FETCH_WAIT_MAX`]: Tansu holds every
@@ -425,6 +425,7 @@ impl Bench {
             progress: progress.clone(),
             shutdown: shutdown.clone(),
             broker_pid: self.broker_pid,
+            shutdown_calls: 0,
         };
         let spec = StageSpec {
             name: kind.stage(),
@@ -586,7 +587,7 @@ impl Sample {
     }
 }
 
-/// From the first record processed to the start of the drain.
+/// From the first record processed to the point where all its output was acknowledged.
 struct Window {
     start: Sample,
     end: Sample,
@@ -611,9 +612,10 @@ fn cpu_time(path: &Path) -> std::io::Result<Duration> {
 }
 
 /// Wraps a stage's processor: counts records and outputs, samples the clocks at the first
-/// record, and cancels `shutdown` at the N-th. `run_stage` still finishes that batch —
-/// produces its outputs and waits for their acknowledgements — before it sees the
-/// cancellation and calls `on_shutdown`, where the end of the window is sampled.
+/// record, and cancels `shutdown` at the N-th. `run_stage` still finishes that batch and
+/// sends its outputs before it sees the cancellation; its drain calls `on_shutdown`, waits
+/// for every acknowledgement, checkpoints and calls `on_shutdown` again: the end of the
+/// window is sampled at that second call, when all output is durable.
 struct Measured<P> {
     inner: P,
     expected: u64,
@@ -623,6 +625,8 @@ struct Measured<P> {
     progress: Arc<Progress>,
     shutdown: CancellationToken,
     broker_pid: u32,
+    /// `on_shutdown` calls so far.
+    shutdown_calls: u32,
 }
 
 impl<P: Processor> Processor for Measured<P> {
@@ -660,7 +664,9 @@ impl<P: Processor> Processor for Measured<P> {
         &mut self,
         out: &mut Outputs,
     ) -> impl Future<Output = Result<(), ProcessorError>> + Send {
+        self.shutdown_calls += 1;
         if self.processed == self.expected
+            && self.shutdown_calls == 2
             && let Some(sender) = self.window.take()
         {
             let window = self
@@ -685,6 +691,10 @@ impl<P: Processor> Processor for Measured<P> {
 
     fn on_revoked(&mut self, partitions: &[TopicPartition]) {
         self.inner.on_revoked(partitions);
+    }
+
+    fn awaits_checkpoint(&self) -> bool {
+        self.inner.awaits_checkpoint()
     }
 }
 

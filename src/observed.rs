@@ -128,6 +128,10 @@ impl<P: Processor> Processor for Observed<P> {
         self.inner.acts_on_commit()
     }
 
+    fn awaits_checkpoint(&self) -> bool {
+        self.inner.awaits_checkpoint()
+    }
+
     fn on_committed(&mut self) {
         self.inner.on_committed();
     }

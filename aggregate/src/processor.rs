@@ -329,6 +329,12 @@ impl Processor for AggregateProcessor {
         true
     }
 
+    /// A recorded idle close seals before the next record or flush: it must be in a
+    /// checkpoint first.
+    fn awaits_checkpoint(&self) -> bool {
+        self.partitions.iter().any(|(_, windows)| windows.idle_pending())
+    }
+
     fn on_committed(&mut self) {
         for edge in self.uncounted.drain(..) {
             self.metrics.edge_emitted(&edge);
@@ -541,9 +547,12 @@ mod tests {
         processor.on_end_of_partition(&tp(0));
         processor.emit_due(clock() + Duration::from_secs(29), &mut out)?;
         assert!(out.is_empty());
-        // Decided at this flush (and checkpointed by the runtime), taken at the next.
+        assert!(!processor.awaits_checkpoint());
+        // Decided at this flush (and checkpointed by the runtime, which the processor asks
+        // for), taken at the next.
         processor.emit_due(clock() + Duration::from_secs(30), &mut out)?;
         assert!(out.is_empty());
+        assert!(processor.awaits_checkpoint());
         assert!(
             processor
                 .checkpoint_state(&tp(0))
@@ -551,6 +560,7 @@ mod tests {
         );
         processor.emit_due(clock() + Duration::from_secs(31), &mut out)?;
         assert_eq!(decode(out.records())?.len(), 1);
+        assert!(!processor.awaits_checkpoint());
         Ok(())
     }
 

@@ -392,6 +392,12 @@ impl PartitionWindows {
         0
     }
 
+    /// An idle close is recorded and not yet taken (it seals with the next record or
+    /// [`PartitionWindows::close_if_idle`]).
+    pub fn idle_pending(&self) -> bool {
+        self.idle_pending
+    }
+
     /// Seals every open window and pending correction regardless of time (bounded inputs
     /// that are finished). Returns the number of windows closed.
     pub fn close_all(&mut self) -> usize {

@@ -244,21 +244,29 @@ impl ProducerContext for AckCounter {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, message)) = result {
-            let mut failure = match self.failure.lock() {
-                Ok(f) => f,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            failure.get_or_insert_with(|| (message.topic().to_owned(), error.clone()));
-        }
-        let reported = self.reported.fetch_add(1, Ordering::SeqCst) + 1;
-        if result.is_err() || reported >= self.waiting_for.load(Ordering::SeqCst) {
-            self.wake.notify_one();
+        match result {
+            Ok(_) => self.report(None),
+            Err((error, message)) => self.report(Some((message.topic(), error))),
         }
     }
 }
 
 impl AckCounter {
+    /// One delivery reported: acknowledged, or refused for good with `(topic, error)`.
+    fn report(&self, refused: Option<(&str, &KafkaError)>) {
+        if let Some((topic, error)) = refused {
+            let mut failure = match self.failure.lock() {
+                Ok(f) => f,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            failure.get_or_insert_with(|| (topic.to_owned(), error.clone()));
+        }
+        let reported = self.reported.fetch_add(1, Ordering::SeqCst) + 1;
+        if refused.is_some() || reported >= self.waiting_for.load(Ordering::SeqCst) {
+            self.wake.notify_one();
+        }
+    }
+
     fn failure(&self) -> Option<RuntimeError> {
         let failure = match self.failure.lock() {
             Ok(f) => f,
@@ -369,5 +377,66 @@ impl OutputProducer {
     /// Waits up to `timeout` for librdkafka's queue to empty (at exit).
     pub(crate) fn flush(&self, timeout: Duration) {
         let _ = self.producer.flush(timeout);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    use super::AckCounter;
+    use crate::error::RuntimeError;
+
+    fn counter() -> Arc<AckCounter> {
+        Arc::new(AckCounter {
+            waiting_for: AtomicU64::new(u64::MAX),
+            ..AckCounter::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_exactly_when_the_count_is_reported() {
+        let counter = counter();
+        counter.report(None);
+        let waiter = tokio::spawn({
+            let counter = Arc::clone(&counter);
+            async move { counter.reported(3).await }
+        });
+        counter.report(None);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "2 of 3 reported: still waiting");
+        // Reported from another thread, as librdkafka's polling thread does.
+        std::thread::spawn({
+            let counter = Arc::clone(&counter);
+            move || counter.report(None)
+        });
+        let waited = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(matches!(waited, Ok(Ok(Ok(())))), "{waited:?}");
+        assert_eq!(counter.waiting_for.load(Ordering::SeqCst), u64::MAX);
+        // Already reached: no wait, and a permit left by the last report does no harm.
+        assert!(counter.reported(3).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_refused_record_ends_the_wait_with_its_topic() {
+        let counter = counter();
+        let waiter = tokio::spawn({
+            let counter = Arc::clone(&counter);
+            async move { counter.reported(10).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let refused = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        counter.report(Some(("flows.enriched", &refused)));
+        counter.report(Some(("other", &refused)));
+        let waited = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        match waited {
+            Ok(Ok(Err(RuntimeError::Delivery { topic, .. }))) => assert_eq!(topic, "flows.enriched"),
+            other => panic!("expected the first refusal, got {other:?}"),
+        }
     }
 }

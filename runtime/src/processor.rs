@@ -351,4 +351,13 @@ pub trait Processor: Send {
     fn acts_on_commit(&self) -> bool {
         false
     }
+
+    /// True when a decision taken from the clock is recorded in the state and acts with
+    /// the next record or flush (aggregate's idle close): the runtime then checkpoints
+    /// after this batch even while more input is ready, so the decision is durable before
+    /// it takes effect — a new owner replaying from an older checkpoint would decide
+    /// differently. Asked after every batch's flush.
+    fn awaits_checkpoint(&self) -> bool {
+        false
+    }
 }

@@ -216,7 +216,10 @@ pub async fn run_stage<P: Processor>(
                 metrics.batch_seconds.record(started.elapsed().as_secs_f64());
             }
             drop(batch);
-            if !caught_up && last_checkpoint.elapsed() < settings.checkpoint_interval {
+            if !caught_up
+                && !processor.awaits_checkpoint()
+                && last_checkpoint.elapsed() < settings.checkpoint_interval
+            {
                 continue;
             }
             // A checkpoint: everything sent so far must be durable first. While the broker
