@@ -12,12 +12,12 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use flowlake_schemas::{
-    Action, Endpoint, EndpointKind, EnrichedFlow, FlowEdge, PolicyHit, Reporter, Timestamp,
+    Action, Endpoint, EndpointKind, EnrichedFlow, FlowEdge, Reporter, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
 /// Everything that identifies a flow-graph edge within a window.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct EdgeKey {
     /// Cluster.
     pub cluster_id: String,
@@ -74,11 +74,12 @@ pub struct EdgeValue {
     src_pods: Vec<u64>,
 }
 
-/// A flow split into the parts the window state keeps.
+/// A flow split into the parts the window state keeps, its key borrowed from the flow (or
+/// the message it is read from): folding into an existing edge copies no string.
 #[derive(Debug)]
-pub struct Folded {
+pub struct Folded<'a> {
     /// Edge key.
-    pub key: EdgeKey,
+    pub key: EdgeKeyRef<'a>,
     /// The flow's contribution, without its source pod (kept apart so that folding into
     /// an existing edge allocates nothing).
     pub value: EdgeValue,
@@ -86,48 +87,393 @@ pub struct Folded {
     pub src_pod: Option<u64>,
 }
 
-impl Folded {
-    /// Splits `flow` into its edge key and values, moving strings out instead of copying.
-    pub fn from_flow(flow: EnrichedFlow) -> Folded {
-        let EnrichedFlow { flow, src, dst } = flow;
-        let src_pod = pod_identity(&src).map(hash_pod);
-        let policy = flow.policies_enforced.last().and_then(policy_name);
-        let dst_service = service_name(&dst);
-        let src_kind = src.kind;
-        let (src_namespace, src_workload) = endpoint_names(src_kind, src);
-        let dst_kind = dst.kind;
-        let (dst_namespace, dst_workload) = endpoint_names(dst_kind, dst);
-        let key = EdgeKey {
-            cluster_id: flow.cluster_id,
-            src_kind,
-            src_namespace,
-            src_workload,
-            dst_kind,
-            dst_namespace,
-            dst_workload,
-            dst_service,
-            dst_port: flow.dst_port,
-            protocol: flow.protocol,
-            action: flow.action,
-            reporter: flow.reporter,
+impl<'a> Folded<'a> {
+    /// Splits a decoded `flow`.
+    pub fn from_flow(flow: &'a EnrichedFlow) -> Folded<'a> {
+        let f = &flow.flow;
+        let policy = f
+            .policies_enforced
+            .last()
+            .and_then(|hit| policy_name(hit.tier.as_deref(), hit.namespace.as_deref(), &hit.name));
+        let parts = FlowParts {
+            cluster_id: &f.cluster_id,
+            reporter: f.reporter,
+            action: f.action,
+            dst_port: f.dst_port,
+            protocol: f.protocol,
             policy,
+            connections_started: f.connections_started,
+            connections_completed: f.connections_completed,
+            bytes_out: f.bytes_out,
+            bytes_in: f.bytes_in,
+            packets_out: f.packets_out,
+            packets_in: f.packets_in,
+            start_time: f.start_time,
+            end_time: f.end_time,
         };
-        let value = EdgeValue {
-            flows: 1,
-            connections_started: flow.connections_started,
-            connections_completed: flow.connections_completed,
-            bytes_out: flow.bytes_out,
-            bytes_in: flow.bytes_in,
-            packets_out: flow.packets_out,
-            packets_in: flow.packets_in,
-            first_seen: flow.start_time,
-            last_seen: flow.end_time,
-            src_pods: Vec::new(),
-        };
+        Folded::new(
+            parts,
+            EndpointParts::from(&flow.src),
+            EndpointParts::from(&flow.dst),
+        )
+    }
+
+    /// Splits a flow from its parts: the one place the key is derived from a flow.
+    pub fn new(flow: FlowParts<'a>, src: EndpointParts<'a>, dst: EndpointParts<'a>) -> Folded<'a> {
+        let (src_namespace, src_workload) = src.names();
+        let (dst_namespace, dst_workload) = dst.names();
         Folded {
-            key,
-            value,
-            src_pod,
+            key: EdgeKeyRef {
+                cluster_id: flow.cluster_id,
+                src_kind: src.kind,
+                src_namespace,
+                src_workload,
+                dst_kind: dst.kind,
+                dst_namespace,
+                dst_workload,
+                dst_service: dst.service(),
+                dst_port: flow.dst_port,
+                protocol: flow.protocol,
+                action: flow.action,
+                reporter: flow.reporter,
+                policy: flow.policy,
+            },
+            value: EdgeValue {
+                flows: 1,
+                connections_started: flow.connections_started,
+                connections_completed: flow.connections_completed,
+                bytes_out: flow.bytes_out,
+                bytes_in: flow.bytes_in,
+                packets_out: flow.packets_out,
+                packets_in: flow.packets_in,
+                first_seen: flow.start_time,
+                last_seen: flow.end_time,
+                src_pods: Vec::new(),
+            },
+            src_pod: src.pod_identity().map(hash_pod),
+        }
+    }
+}
+
+/// What the key and value take of a flow's own fields.
+#[derive(Debug)]
+pub struct FlowParts<'a> {
+    /// `cluster_id`.
+    pub cluster_id: &'a str,
+    /// `reporter`.
+    pub reporter: Reporter,
+    /// `action`.
+    pub action: Action,
+    /// `dst_port`.
+    pub dst_port: Option<i32>,
+    /// `protocol`.
+    pub protocol: Option<i32>,
+    /// The deciding policy: the last of `policies_enforced`, by [`policy_name`].
+    pub policy: Option<Joined<'a>>,
+    /// `connections_started`.
+    pub connections_started: i64,
+    /// `connections_completed`.
+    pub connections_completed: i64,
+    /// `bytes_out`.
+    pub bytes_out: i64,
+    /// `bytes_in`.
+    pub bytes_in: i64,
+    /// `packets_out`.
+    pub packets_out: i64,
+    /// `packets_in`.
+    pub packets_in: i64,
+    /// `start_time`.
+    pub start_time: Timestamp,
+    /// `end_time`.
+    pub end_time: Timestamp,
+}
+
+/// What the key takes of an endpoint.
+#[derive(Clone, Copy, Debug)]
+pub struct EndpointParts<'a> {
+    /// `kind`.
+    pub kind: EndpointKind,
+    /// `namespace`.
+    pub namespace: Option<&'a str>,
+    /// `name`.
+    pub name: Option<&'a str>,
+    /// `pod_uid`.
+    pub pod_uid: Option<&'a str>,
+    /// `workload_name`.
+    pub workload_name: Option<&'a str>,
+    /// `aggregated_name`.
+    pub aggregated_name: Option<&'a str>,
+    /// `node`.
+    pub node: Option<&'a str>,
+    /// `service_namespace`.
+    pub service_namespace: Option<&'a str>,
+    /// `service_name`.
+    pub service_name: Option<&'a str>,
+    /// `network_set`.
+    pub network_set: Option<&'a str>,
+    /// The first of `dns_names`.
+    pub first_dns_name: Option<&'a str>,
+}
+
+impl<'a> From<&'a Endpoint> for EndpointParts<'a> {
+    fn from(e: &'a Endpoint) -> Self {
+        EndpointParts {
+            kind: e.kind,
+            namespace: e.namespace.as_deref(),
+            name: e.name.as_deref(),
+            pod_uid: e.pod_uid.as_deref(),
+            workload_name: e.workload_name.as_deref(),
+            aggregated_name: e.aggregated_name.as_deref(),
+            node: e.node.as_deref(),
+            service_namespace: e.service_namespace.as_deref(),
+            service_name: e.service_name.as_deref(),
+            network_set: e.network_set.as_deref(),
+            first_dns_name: e.dns_names.first().map(String::as_str),
+        }
+    }
+}
+
+impl<'a> EndpointParts<'a> {
+    /// (namespace, workload) of the endpoint, by kind.
+    fn names(&self) -> (Option<&'a str>, Option<&'a str>) {
+        let e = self;
+        match e.kind {
+            EndpointKind::Pod => (
+                e.namespace,
+                e.workload_name.or(e.aggregated_name).or(e.name),
+            ),
+            // A node's `name` may be a hostNetwork pod's name; the node field is the node.
+            EndpointKind::Node => (None, e.node.or(e.name)),
+            EndpointKind::Service => (
+                e.namespace.or(e.service_namespace),
+                e.service_name.or(e.name),
+            ),
+            EndpointKind::Host => (None, e.name.or(e.node)),
+            // Network sets may be namespaced (Calico NetworkSet vs GlobalNetworkSet).
+            EndpointKind::NetworkSet => {
+                (e.namespace, e.network_set.or(e.name).or(e.first_dns_name))
+            }
+            EndpointKind::ExternalPublic => {
+                (None, e.network_set.or(e.first_dns_name).or(Some("public")))
+            }
+            EndpointKind::ExternalPrivate => {
+                (None, e.network_set.or(e.first_dns_name).or(Some("private")))
+            }
+            // Unknown endpoints may carry a name that is an address or a pod: only
+            // workload-level names are safe to key on.
+            EndpointKind::Unknown => (e.namespace, e.workload_name.or(e.aggregated_name)),
+        }
+    }
+
+    /// `namespace/name` of the Service the endpoint is or fronts.
+    fn service(&self) -> Option<Joined<'a>> {
+        let name = match (self.service_name, self.kind) {
+            (Some(name), _) => name,
+            (None, EndpointKind::Service) => self.name?,
+            (None, _) => return None,
+        };
+        Some(match self.service_namespace.or(self.namespace) {
+            Some(namespace) => Joined::of(&[namespace, name]),
+            None => Joined::of(&[name]),
+        })
+    }
+
+    /// The pod identity counted by `distinct_src_pods`: its uid, else its name; only pods.
+    fn pod_identity(&self) -> Option<&'a str> {
+        if self.kind != EndpointKind::Pod {
+            return None;
+        }
+        self.pod_uid.or(self.name)
+    }
+}
+
+/// `tier/namespace/name` of a policy hit, absent or empty parts left out.
+pub fn policy_name<'a>(
+    tier: Option<&'a str>,
+    namespace: Option<&'a str>,
+    name: &'a str,
+) -> Option<Joined<'a>> {
+    let mut parts = [""; 3];
+    let mut len = 0;
+    for part in [tier, namespace, Some(name)].into_iter().flatten() {
+        if !part.is_empty() {
+            parts[len] = part;
+            len += 1;
+        }
+    }
+    (len > 0).then(|| Joined::of(&parts[..len]))
+}
+
+/// A key string made of up to three parts joined with `/` (a Service's `namespace/name`, a
+/// policy's `tier/namespace/name`), kept as the parts so building a key copies nothing;
+/// equal to the owned key's string when the joined text is.
+#[derive(Clone, Copy, Debug)]
+pub struct Joined<'a> {
+    parts: [&'a str; 3],
+    len: usize,
+}
+
+impl<'a> Joined<'a> {
+    /// `parts` (one to three) joined with `/`.
+    fn of(parts: &[&'a str]) -> Self {
+        let mut joined = Joined {
+            parts: [""; 3],
+            len: parts.len().min(3),
+        };
+        joined.parts[..joined.len].copy_from_slice(&parts[..joined.len]);
+        joined
+    }
+
+    fn parts(&self) -> &[&'a str] {
+        &self.parts[..self.len]
+    }
+
+    /// True when the joined text is `text`.
+    fn is(&self, text: &str) -> bool {
+        let mut rest = text;
+        for (i, part) in self.parts().iter().enumerate() {
+            if i > 0 {
+                match rest.strip_prefix('/') {
+                    Some(r) => rest = r,
+                    None => return false,
+                }
+            }
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        }
+        rest.is_empty()
+    }
+
+    fn to_owned_string(self) -> String {
+        self.parts().join("/")
+    }
+}
+
+/// [`EdgeKey`] with borrowed strings: what a flow's fields make, looked up in the window
+/// state without building the owned key (built only for a new edge).
+#[derive(Clone, Copy, Debug)]
+pub struct EdgeKeyRef<'a> {
+    /// Cluster.
+    pub cluster_id: &'a str,
+    /// Source endpoint kind.
+    pub src_kind: EndpointKind,
+    /// Source namespace.
+    pub src_namespace: Option<&'a str>,
+    /// Source workload name.
+    pub src_workload: Option<&'a str>,
+    /// Destination endpoint kind.
+    pub dst_kind: EndpointKind,
+    /// Destination namespace.
+    pub dst_namespace: Option<&'a str>,
+    /// Destination workload.
+    pub dst_workload: Option<&'a str>,
+    /// Destination Service.
+    pub dst_service: Option<Joined<'a>>,
+    /// Destination port.
+    pub dst_port: Option<i32>,
+    /// IANA protocol number.
+    pub protocol: Option<i32>,
+    /// Verdict.
+    pub action: Action,
+    /// Observing side.
+    pub reporter: Reporter,
+    /// Deciding policy.
+    pub policy: Option<Joined<'a>>,
+}
+
+/// Hashes every field but the two joined ones (Service, policy): a joined string would
+/// have to hash its parts exactly as the owned string hashes its bytes, and leaving them
+/// out only merges the hash of edges that differ in nothing else. Equality compares all.
+impl Hash for EdgeKeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.cluster_id.hash(state);
+        self.src_kind.hash(state);
+        self.src_namespace.hash(state);
+        self.src_workload.hash(state);
+        self.dst_kind.hash(state);
+        self.dst_namespace.hash(state);
+        self.dst_workload.hash(state);
+        self.dst_port.hash(state);
+        self.protocol.hash(state);
+        self.action.hash(state);
+        self.reporter.hash(state);
+    }
+}
+
+/// The same hash as the key's borrowed form, so either finds the other in a map.
+impl Hash for EdgeKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<EdgeKey> for EdgeKeyRef<'_> {
+    fn equivalent(&self, key: &EdgeKey) -> bool {
+        fn joined(a: Option<Joined<'_>>, b: &Option<String>) -> bool {
+            match (a, b) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.is(b),
+                _ => false,
+            }
+        }
+        self.cluster_id == key.cluster_id
+            && self.src_kind == key.src_kind
+            && self.src_namespace == key.src_namespace.as_deref()
+            && self.src_workload == key.src_workload.as_deref()
+            && self.dst_kind == key.dst_kind
+            && self.dst_namespace == key.dst_namespace.as_deref()
+            && self.dst_workload == key.dst_workload.as_deref()
+            && self.dst_port == key.dst_port
+            && self.protocol == key.protocol
+            && self.action == key.action
+            && self.reporter == key.reporter
+            && joined(self.dst_service, &key.dst_service)
+            && joined(self.policy, &key.policy)
+    }
+}
+
+impl From<&EdgeKeyRef<'_>> for EdgeKey {
+    fn from(key: &EdgeKeyRef<'_>) -> Self {
+        EdgeKey {
+            cluster_id: key.cluster_id.to_owned(),
+            src_kind: key.src_kind,
+            src_namespace: key.src_namespace.map(str::to_owned),
+            src_workload: key.src_workload.map(str::to_owned),
+            dst_kind: key.dst_kind,
+            dst_namespace: key.dst_namespace.map(str::to_owned),
+            dst_workload: key.dst_workload.map(str::to_owned),
+            dst_service: key.dst_service.map(Joined::to_owned_string),
+            dst_port: key.dst_port,
+            protocol: key.protocol,
+            action: key.action,
+            reporter: key.reporter,
+            policy: key.policy.map(Joined::to_owned_string),
+        }
+    }
+}
+
+impl EdgeKey {
+    /// The key with borrowed strings.
+    pub fn as_ref(&self) -> EdgeKeyRef<'_> {
+        fn whole(s: &Option<String>) -> Option<Joined<'_>> {
+            s.as_deref().map(|s| Joined::of(&[s]))
+        }
+        EdgeKeyRef {
+            cluster_id: &self.cluster_id,
+            src_kind: self.src_kind,
+            src_namespace: self.src_namespace.as_deref(),
+            src_workload: self.src_workload.as_deref(),
+            dst_kind: self.dst_kind,
+            dst_namespace: self.dst_namespace.as_deref(),
+            dst_workload: self.dst_workload.as_deref(),
+            dst_service: whole(&self.dst_service),
+            dst_port: self.dst_port,
+            protocol: self.protocol,
+            action: self.action,
+            reporter: self.reporter,
+            policy: whole(&self.policy),
         }
     }
 }
@@ -233,86 +579,6 @@ pub fn is_external(kind: EndpointKind) -> bool {
     )
 }
 
-/// (namespace, workload) of an endpoint, by kind; consumes the endpoint's strings.
-fn endpoint_names(kind: EndpointKind, endpoint: Endpoint) -> (Option<String>, Option<String>) {
-    let Endpoint {
-        namespace,
-        name,
-        workload_name,
-        aggregated_name,
-        node,
-        service_namespace,
-        service_name,
-        network_set,
-        mut dns_names,
-        ..
-    } = endpoint;
-    let first_dns = || (!dns_names.is_empty()).then(|| dns_names.swap_remove(0));
-    match kind {
-        EndpointKind::Pod => (namespace, workload_name.or(aggregated_name).or(name)),
-        // A node's `name` may be a hostNetwork pod's name; the node field is the node.
-        EndpointKind::Node => (None, node.or(name)),
-        EndpointKind::Service => (namespace.or(service_namespace), service_name.or(name)),
-        EndpointKind::Host => (None, name.or(node)),
-        // Network sets may be namespaced (Calico NetworkSet vs GlobalNetworkSet).
-        EndpointKind::NetworkSet => (namespace, network_set.or(name).or_else(first_dns)),
-        EndpointKind::ExternalPublic => (
-            None,
-            network_set
-                .or_else(first_dns)
-                .or_else(|| Some("public".to_owned())),
-        ),
-        EndpointKind::ExternalPrivate => (
-            None,
-            network_set
-                .or_else(first_dns)
-                .or_else(|| Some("private".to_owned())),
-        ),
-        // Unknown endpoints may carry a name that is an address or a pod: only workload-level
-        // names are safe to key on.
-        EndpointKind::Unknown => (namespace, workload_name.or(aggregated_name)),
-    }
-}
-
-/// `namespace/name` of the destination Service, when the destination is or fronts one.
-fn service_name(endpoint: &Endpoint) -> Option<String> {
-    let name = match (&endpoint.service_name, endpoint.kind) {
-        (Some(name), _) => name,
-        (None, EndpointKind::Service) => endpoint.name.as_ref()?,
-        (None, _) => return None,
-    };
-    let namespace = endpoint
-        .service_namespace
-        .as_ref()
-        .or(endpoint.namespace.as_ref());
-    Some(match namespace {
-        Some(namespace) => format!("{namespace}/{name}"),
-        None => name.clone(),
-    })
-}
-
-/// `tier/namespace/name` of a policy hit, absent or empty parts left out.
-fn policy_name(hit: &PolicyHit) -> Option<String> {
-    let parts: Vec<&str> = [
-        hit.tier.as_deref(),
-        hit.namespace.as_deref(),
-        Some(hit.name.as_str()),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|part| !part.is_empty())
-    .collect();
-    (!parts.is_empty()).then(|| parts.join("/"))
-}
-
-/// The pod identity counted by `distinct_src_pods`: its uid, else its name; only pods.
-fn pod_identity(endpoint: &Endpoint) -> Option<&str> {
-    if endpoint.kind != EndpointKind::Pod {
-        return None;
-    }
-    endpoint.pod_uid.as_deref().or(endpoint.name.as_deref())
-}
-
 /// A deterministic 64-bit hash (std's SipHash with fixed keys): equal in every run of the
 /// same build, which is what replay needs; nothing stores it.
 fn hash_pod(identity: &str) -> u64 {
@@ -323,12 +589,12 @@ fn hash_pod(identity: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use flowlake_schemas::samples;
+    use flowlake_schemas::{PolicyHit, samples};
 
     use super::*;
 
     fn folded(flow: EnrichedFlow) -> EdgeKey {
-        Folded::from_flow(flow).key
+        EdgeKey::from(&Folded::from_flow(&flow).key)
     }
 
     #[test]
@@ -458,7 +724,7 @@ mod tests {
     fn distinct_pods_stop_at_the_bound() {
         // A flow's value with its source pod in, as a window holds it.
         let value = |flow: EnrichedFlow| {
-            let folded = Folded::from_flow(flow);
+            let folded = Folded::from_flow(&flow);
             let mut value = folded.value;
             if let Some(pod) = folded.src_pod {
                 value.add_pod(pod, 4);

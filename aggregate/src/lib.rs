@@ -41,6 +41,7 @@ pub mod budget;
 pub mod edge;
 pub mod metrics;
 pub mod processor;
+pub mod read;
 pub mod settings;
 pub mod windows;
 

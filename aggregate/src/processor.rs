@@ -26,6 +26,7 @@ use flowlake_schemas::{AvroCodec, CodecError, EnrichedFlow, FlowEdge};
 
 use crate::edge::{kafka_key, to_flow_edge};
 use crate::metrics::AggregateMetrics;
+use crate::read::read_folded;
 use crate::settings::AggregateSettings;
 use crate::windows::{Emission, Fold, PartitionWindows, WindowParams, system_time_micros};
 
@@ -240,18 +241,31 @@ impl Processor for AggregateProcessor {
         let payload = input
             .payload
             .ok_or_else(|| Rejection::new(MALFORMED_AVRO, "record has no value (tombstone)"))?;
-        let flow = self
-            .decoder
-            .decode(payload)
-            .map_err(|e| Rejection::new(MALFORMED_AVRO, e.to_string()))?;
+        let malformed = |e: CodecError| Rejection::new(MALFORMED_AVRO, e.to_string());
         let now = (self.clock)();
         let record_micros = input.timestamp_millis.map(|ms| ms.saturating_mul(1000));
-        let fold = self.partition_mut(input.topic, input.partition).fold(
-            flow,
-            input.offset,
-            record_micros,
-            now,
-        );
+        // Written in our own schema (every flowlake enrich writes it): read only what the
+        // fold keeps, borrowed from the message. Another writer schema: decode, resolving.
+        let fold = match self.decoder.own_datum(payload) {
+            Some(datum) => {
+                let folded = read_folded(datum).map_err(malformed)?;
+                self.partition_mut(input.topic, input.partition).fold_split(
+                    folded,
+                    input.offset,
+                    record_micros,
+                    now,
+                )
+            }
+            None => {
+                let flow = self.decoder.decode(payload).map_err(malformed)?;
+                self.partition_mut(input.topic, input.partition).fold(
+                    flow,
+                    input.offset,
+                    record_micros,
+                    now,
+                )
+            }
+        };
         match fold {
             Ok(Fold::OnTime) => Ok(()),
             Ok(Fold::Late) => {
@@ -332,7 +346,9 @@ impl Processor for AggregateProcessor {
     /// A recorded idle close seals before the next record or flush: it must be in a
     /// checkpoint first.
     fn awaits_checkpoint(&self) -> bool {
-        self.partitions.iter().any(|(_, windows)| windows.idle_pending())
+        self.partitions
+            .iter()
+            .any(|(_, windows)| windows.idle_pending())
     }
 
     fn on_committed(&mut self) {

@@ -39,8 +39,7 @@
 //!   ahead and make everything late. (The record's timestamp, not the clock: a replay
 //!   decides the same.)
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flowlake_schemas::{EnrichedFlow, Timestamp};
@@ -130,23 +129,26 @@ pub struct Emission {
 /// sorted before they are emitted or checkpointed).
 #[derive(Debug, Default)]
 struct WindowState {
-    edges: HashMap<EdgeKey, EdgeValue, foldhash::fast::RandomState>,
+    edges: hashbrown::HashMap<EdgeKey, EdgeValue, foldhash::fast::RandomState>,
 }
 
 impl WindowState {
-    fn fold(&mut self, folded: Folded, max_pods: usize) {
+    fn fold(&mut self, folded: Folded<'_>, max_pods: usize) {
         let Folded {
             key,
             value,
             src_pod,
         } = folded;
-        let edge = match self.edges.entry(key) {
-            Entry::Occupied(edge) => {
+        // Looked up by the borrowed key; the owned key is built only for a new edge.
+        let edge = match self.edges.entry_ref(&key) {
+            hashbrown::hash_map::EntryRef::Occupied(edge) => {
                 let edge = edge.into_mut();
                 edge.merge(&value, max_pods);
                 edge
             }
-            Entry::Vacant(edge) => edge.insert(EdgeValue::first(value, max_pods)),
+            hashbrown::hash_map::EntryRef::Vacant(edge) => {
+                edge.insert(EdgeValue::first(value, max_pods))
+            }
         };
         if let Some(pod) = src_pod {
             edge.add_pod(pod, max_pods);
@@ -327,18 +329,30 @@ impl PartitionWindows {
         record_micros: Option<i64>,
         now: SystemTime,
     ) -> Result<Fold, FutureEvent> {
+        self.fold_split(Folded::from_flow(&flow), offset, record_micros, now)
+    }
+
+    /// [`PartitionWindows::fold`] of a flow already split (read from its message without
+    /// decoding it whole: `crate::read`).
+    pub fn fold_split(
+        &mut self,
+        folded: Folded<'_>,
+        offset: i64,
+        record_micros: Option<i64>,
+        now: SystemTime,
+    ) -> Result<Fold, FutureEvent> {
         // A recorded idle close takes effect before the next record, as it did when it
         // was decided.
         if self.idle_pending {
             self.seal_idle();
         }
-        let start = flow.flow.start_time.as_micros();
+        let start = folded.value.first_seen.as_micros();
         if let Some(reference) = record_micros {
             let limit = reference.saturating_add(self.params.max_future_skew_micros);
             if start > limit {
                 self.last_offset = Some(offset);
                 return Err(FutureEvent {
-                    start_time: flow.flow.start_time,
+                    start_time: folded.value.first_seen,
                     limit: Timestamp::from_micros(limit),
                 });
             }
@@ -354,7 +368,6 @@ impl PartitionWindows {
         self.close_until(self.align(watermark), offset);
 
         let window_start = self.align(start);
-        let folded = Folded::from_flow(flow);
         let max_pods = self.params.max_distinct_src_pods;
         if self.is_closed(window_start) {
             self.corrections

@@ -366,7 +366,10 @@ impl OutputProducer {
 
     /// Waits until every record sent so far is acknowledged, and counts them in
     /// `records_out`. Fails with the first record the broker refused for good.
-    pub(crate) async fn acknowledged(&mut self, metrics: &mut StageMetrics) -> Result<(), RuntimeError> {
+    pub(crate) async fn acknowledged(
+        &mut self,
+        metrics: &mut StageMetrics,
+    ) -> Result<(), RuntimeError> {
         self.producer.context().reported(self.sent).await?;
         for (topic, count) in self.unacknowledged.drain(..) {
             metrics.records_out(&topic).increment(count);
@@ -435,7 +438,9 @@ mod tests {
         counter.report(Some(("other", &refused)));
         let waited = tokio::time::timeout(Duration::from_secs(5), waiter).await;
         match waited {
-            Ok(Ok(Err(RuntimeError::Delivery { topic, .. }))) => assert_eq!(topic, "flows.enriched"),
+            Ok(Ok(Err(RuntimeError::Delivery { topic, .. }))) => {
+                assert_eq!(topic, "flows.enriched")
+            }
             other => panic!("expected the first refusal, got {other:?}"),
         }
     }

@@ -286,9 +286,15 @@ pub trait {name}Visitor<'a> {{"
     for field in fields {
         let _ = writeln!(out, "    /// `{}`.", field.name);
         let _ = writeln!(out, "    #[inline]");
+        // A nested record's errors name its own fields, not this one.
+        let field_param = if matches!(field.ty, Ty::Record(_)) {
+            "_field"
+        } else {
+            "field"
+        };
         let _ = writeln!(
             out,
-            "    fn {}(\n        &mut self,\n        r: &mut Reader<'a>,\n        field: &'static str,\n    ) -> Result<(), ReadError> {{",
+            "    fn {}(\n        &mut self,\n        r: &mut Reader<'a>,\n        {field_param}: &'static str,\n    ) -> Result<(), ReadError> {{",
             ident(&field.name)
         );
         out.push_str(&skip_lines(schemas, &field.ty, "field", "        "));

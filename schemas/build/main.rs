@@ -32,7 +32,13 @@ use serde_json::Value;
 use avsc::Schemas;
 
 /// Records read in part through a generated visitor (`src/view.rs`).
-const VISITED: &[&str] = &["FlowEvent", "EndpointHint"];
+const VISITED: &[&str] = &[
+    "FlowEvent",
+    "EndpointHint",
+    "EnrichedFlow",
+    "Endpoint",
+    "PolicyHit",
+];
 /// Records that get a borrowed twin (enrich writes endpoints from its identity table).
 const BORROWED: &[&str] = &["Endpoint"];
 /// The namespace of every schema of ours.
