@@ -71,17 +71,16 @@ impl StageMetrics {
     }
 
     pub(crate) fn records_in(&mut self, topic: &str) -> &Counter {
-        let stage = self.stage;
-        self.records_in
-            .entry(topic.to_owned())
-            .or_insert_with(|| metrics::counter!(format!("flowlake_{stage}_records_in_total"), "topic" => topic.to_owned()))
+        per_topic(&mut self.records_in, self.stage, "records_in_total", topic)
     }
 
     pub(crate) fn records_out(&mut self, topic: &str) -> &Counter {
-        let stage = self.stage;
-        self.records_out
-            .entry(topic.to_owned())
-            .or_insert_with(|| metrics::counter!(format!("flowlake_{stage}_records_out_total"), "topic" => topic.to_owned()))
+        per_topic(
+            &mut self.records_out,
+            self.stage,
+            "records_out_total",
+            topic,
+        )
     }
 
     pub(crate) fn dead_letter(&mut self, class: &'static str) -> &Counter {
@@ -90,4 +89,21 @@ impl StageMetrics {
             || metrics::counter!(format!("flowlake_{stage}_dead_letters_total"), "class" => class),
         )
     }
+}
+
+/// The handle of `flowlake_<stage>_<name>{topic}`: registered on a topic's first use, then
+/// found without allocating (a topic name is not copied to look it up).
+fn per_topic<'m>(
+    handles: &'m mut HashMap<String, Counter>,
+    stage: &str,
+    name: &str,
+    topic: &str,
+) -> &'m Counter {
+    if !handles.contains_key(topic) {
+        let counter =
+            metrics::counter!(format!("flowlake_{stage}_{name}"), "topic" => topic.to_owned());
+        handles.insert(topic.to_owned(), counter);
+    }
+    // Inserted just above when it was missing.
+    &handles[topic]
 }
