@@ -25,9 +25,8 @@
 //! else is the runtime's defaults (`RuntimeSettings::default()`, lz4 idempotent producer).
 //!
 //! Run: `cargo bench --bench broker`. Environment: `FLOWLAKE_BENCH_RECORDS` (N, default
-//! 96,000), `FLOWLAKE_BENCH_ROUNDS` (default 3), `FLOWLAKE_BENCH_PARTITIONS` (partitions of
-//! every topic, default 32: the input is spread round-robin, and on the mock cluster each
-//! partition must stay under its 5 MiB retention), `FLOWLAKE_BENCH_BROKER` (`mock` or `tansu`),
+//! 200,000), `FLOWLAKE_BENCH_ROUNDS` (default 3), `FLOWLAKE_BENCH_PARTITIONS` (partitions of
+//! every topic, default 1), `FLOWLAKE_BENCH_BROKER` (`mock` or `tansu`),
 //! `FLOWLAKE_BENCH_KAFKA_PROPERTIES` (space-separated `KEY=VALUE`
 //! librdkafka properties for the stages' clients, e.g. `debug=consumer,fetch
 //! fetch.wait.max.ms=500`; librdkafka's debug lines show with
@@ -54,17 +53,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-/// librdkafka's mock cluster keeps this much of a partition (its `max_size`, not
-/// configurable) and deletes the oldest batches beyond it.
-const MOCK_RETENTION_BYTES: usize = 5 * 1024 * 1024;
 /// Records per input topic and per run: large enough that a run lasts several seconds.
-/// (96,000 Hubble lines over 32 partitions: 3.5 MiB a partition, under the mock cluster's
-/// retention.)
-const DEFAULT_RECORDS: usize = 96_000;
+const DEFAULT_RECORDS: usize = 200_000;
 /// Rounds of every run; the table shows medians.
 const DEFAULT_ROUNDS: usize = 3;
 /// Partitions of every topic.
-const DEFAULT_PARTITIONS: i32 = 32;
+const DEFAULT_PARTITIONS: i32 = 1;
 /// The cluster the Hubble flows are ingested as, and the snapshot is loaded for.
 const CLUSTER_ID: &str = "bench";
 /// Where dead letters would go; none are expected (only accepted lines are preloaded).
@@ -225,19 +219,6 @@ async fn run(options: Options) -> anyhow::Result<()> {
         options.records
     );
 
-    if options.broker == BrokerChoice::Mock {
-        // Each input partition must fit the mock cluster's retention (see `preload`).
-        let per_partition = options
-            .records
-            .div_ceil(usize::try_from(options.partitions)?);
-        let largest = average_len(&workloads.hubble) * per_partition;
-        ensure!(
-            largest < MOCK_RETENTION_BYTES && per_partition < 100_000,
-            "{per_partition} records of {} bytes per partition overflow the mock cluster's \
-             5 MiB per partition: raise FLOWLAKE_BENCH_PARTITIONS or lower FLOWLAKE_BENCH_RECORDS",
-            average_len(&workloads.hubble)
-        );
-    }
     let broker = match options.broker {
         BrokerChoice::Mock => BenchBroker::Mock(support::brokers::MockBroker::start(1, &[])),
         BrokerChoice::Tansu => BenchBroker::Tansu(support::Tansu::start()),
@@ -423,22 +404,13 @@ impl Bench {
             (RunKind::Enrich.input_topic(), &workloads.events),
         ] {
             let started = Instant::now();
-            // Round-robin over the partitions: even partitions, each under the mock
-            // cluster's retention (librdkafka's mock keeps the last 5 MiB or 100,000
-            // records of a partition and deletes older ones, preloaded or not).
-            let records: Vec<support::TestRecord<'_>> = distinct
+            let records: Vec<(Option<&[u8]>, &[u8])> = distinct
                 .iter()
                 .cycle()
                 .take(self.options.records)
-                .zip((0..partitions).cycle())
-                .map(|((key, value), partition)| support::TestRecord {
-                    key: key.as_deref(),
-                    payload: value.as_slice(),
-                    partition: Some(partition),
-                    ..support::TestRecord::default()
-                })
+                .map(|(key, value)| (key.as_deref(), value.as_slice()))
                 .collect();
-            support::produce_records(&self.bootstrap, topic, &records).await;
+            support::produce(&self.bootstrap, topic, &records).await;
             eprintln!(
                 "preloaded {topic}: {} records in {:.1} s",
                 records.len(),
