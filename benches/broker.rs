@@ -1,10 +1,7 @@
 //! Each stage through a real broker against a no-op relay, in one process and one run.
 //!
 //! DESIGN.md ("Performance targets") compares every stage with a no-op consume→produce
-//! relay through the same broker. This benchmark starts a broker on loopback — librdkafka's
-//! mock cluster served by `flowlake broker` by default, Tansu (memory storage) with
-//! `FLOWLAKE_BENCH_BROKER=tansu` (a real broker, but its own CPU caps every run near 30k
-//! records/s here, so it measures Tansu more than the stage) — preloads
+//! relay through the same broker. This benchmark starts a Tansu broker on loopback, preloads
 //! two input topics with N records each — real Hubble JSON lines from `tests/fixtures/hubble`
 //! and the canonical FlowEvent Avro that `IngestProcessor` makes of them, both cycled to N —
 //! and then runs, round after round, `relay` and `ingest` on the Hubble topic and `relay` and
@@ -26,8 +23,7 @@
 //!
 //! Run: `cargo bench --bench broker`. Environment: `FLOWLAKE_BENCH_RECORDS` (N, default
 //! 200,000), `FLOWLAKE_BENCH_ROUNDS` (default 3), `FLOWLAKE_BENCH_PARTITIONS` (partitions of
-//! every topic, default 1), `FLOWLAKE_BENCH_BROKER` (`mock` or `tansu`),
-//! `FLOWLAKE_BENCH_KAFKA_PROPERTIES` (space-separated `KEY=VALUE`
+//! every topic, default 1), `FLOWLAKE_BENCH_KAFKA_PROPERTIES` (space-separated `KEY=VALUE`
 //! librdkafka properties for the stages' clients, e.g. `debug=consumer,fetch
 //! fetch.wait.max.ms=500`; librdkafka's debug lines show with
 //! `RUST_LOG=warn,flowlake_runtime::kafka=debug,librdkafka=debug`).
@@ -104,19 +100,6 @@ struct Options {
     partitions: i32,
     /// librdkafka properties from `FLOWLAKE_BENCH_KAFKA_PROPERTIES`.
     kafka_overrides: BTreeMap<String, String>,
-    /// `FLOWLAKE_BENCH_BROKER`: `mock` (default) or `tansu`.
-    broker: BrokerChoice,
-}
-
-/// The broker the runs go through.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum BrokerChoice {
-    /// librdkafka's mock cluster served by `flowlake broker`: fast enough that the stage,
-    /// not the broker, sets the pace, so CPU per record is the client's own.
-    Mock,
-    /// Tansu (memory storage): a real broker process, but one whose own CPU per record
-    /// (30–60 µs here) caps every run near 30k records/s.
-    Tansu,
 }
 
 impl Options {
@@ -126,11 +109,6 @@ impl Options {
             rounds: env_number("FLOWLAKE_BENCH_ROUNDS", DEFAULT_ROUNDS)?,
             partitions: env_number("FLOWLAKE_BENCH_PARTITIONS", DEFAULT_PARTITIONS)?,
             kafka_overrides: env_properties("FLOWLAKE_BENCH_KAFKA_PROPERTIES")?,
-            broker: match std::env::var("FLOWLAKE_BENCH_BROKER").as_deref() {
-                Err(_) | Ok("mock") => BrokerChoice::Mock,
-                Ok("tansu") => BrokerChoice::Tansu,
-                Ok(other) => bail!("FLOWLAKE_BENCH_BROKER={other:?}: expected mock or tansu"),
-            },
         })
     }
 
@@ -154,9 +132,6 @@ impl Options {
         }
         if self.partitions != DEFAULT_PARTITIONS {
             command += &format!("FLOWLAKE_BENCH_PARTITIONS={} ", self.partitions);
-        }
-        if self.broker == BrokerChoice::Tansu {
-            command += "FLOWLAKE_BENCH_BROKER=tansu ";
         }
         if !self.kafka_overrides.is_empty() {
             let pairs: Vec<String> = self
@@ -219,21 +194,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
         options.records
     );
 
-    let broker = match options.broker {
-        BrokerChoice::Mock => BenchBroker::Mock(support::brokers::MockBroker::start(1, &[])),
-        BrokerChoice::Tansu => BenchBroker::Tansu(support::Tansu::start()),
-    };
-    let (bootstrap, broker_pid) = match &broker {
-        BenchBroker::Mock(mock) => (mock.bootstrap.clone(), mock.pid()),
-        BenchBroker::Tansu(tansu) => (
-            tansu.bootstrap.clone(),
-            tansu.pid().context("tansu has no pid")?,
-        ),
-    };
+    let tansu = support::Tansu::start();
+    let broker_pid = tansu.pid().context("tansu has no pid")?;
     let bench = Bench {
-        bootstrap,
+        bootstrap: tansu.bootstrap.clone(),
         broker_pid,
-        broker,
         options,
     };
     bench.preload(&workloads).await?;
@@ -369,35 +334,21 @@ impl RunKind {
 struct Bench {
     bootstrap: String,
     broker_pid: u32,
-    broker: BenchBroker,
     options: Options,
-}
-
-/// The running broker (stopped on drop).
-enum BenchBroker {
-    Mock(support::brokers::MockBroker),
-    Tansu(support::Tansu),
-}
-
-impl Bench {
-    /// Creates `topics` (`(name, partitions)`): the mock cluster has no CreateTopics API.
-    async fn create_topics(&self, topics: &[(&str, i32)]) {
-        match &self.broker {
-            BenchBroker::Mock(mock) => mock.create_topics(topics),
-            BenchBroker::Tansu(_) => support::create_topics(&self.bootstrap, topics).await,
-        }
-    }
 }
 
 impl Bench {
     /// Creates the input topics and the DLQ and fills the inputs with N records each.
     async fn preload(&self, workloads: &Workloads) -> anyhow::Result<()> {
         let partitions = self.options.partitions;
-        self.create_topics(&[
-            (RunKind::Ingest.input_topic(), partitions),
-            (RunKind::Enrich.input_topic(), partitions),
-            (DLQ_TOPIC, 1),
-        ])
+        support::create_topics(
+            &self.bootstrap,
+            &[
+                (RunKind::Ingest.input_topic(), partitions),
+                (RunKind::Enrich.input_topic(), partitions),
+                (DLQ_TOPIC, 1),
+            ],
+        )
         .await;
         for (topic, distinct) in [
             (RunKind::Ingest.input_topic(), &workloads.hubble),
@@ -423,8 +374,7 @@ impl Bench {
     /// One run of `kind`, measured.
     async fn run(&self, round: usize, kind: RunKind) -> anyhow::Result<RunResult> {
         let output_topic = format!("bench.{}.{round}", kind.label());
-        self.create_topics(&[(&output_topic, self.options.partitions)])
-            .await;
+        support::create_topics(&self.bootstrap, &[(&output_topic, self.options.partitions)]).await;
         let result = match kind {
             RunKind::RelayHubble | RunKind::RelayEvents => {
                 let relay = RelayProcessor {
@@ -826,16 +776,14 @@ fn print_report(options: &Options, results: &[RunResult], workloads: &Workloads)
     );
     println!(
         "{} records per run ({} distinct Hubble lines, avg {} bytes; their FlowEvents, avg {} bytes), \
-         {} partition(s), default RuntimeSettings, {} on 127.0.0.1; medians of {} rounds.",
+         {} partition(s), default RuntimeSettings, Tansu {} (memory storage) on 127.0.0.1; \
+         medians of {} rounds.",
         options.records,
         workloads.hubble.len(),
         average_len(&workloads.hubble),
         average_len(&workloads.events),
         options.partitions,
-        match options.broker {
-            BrokerChoice::Mock => "librdkafka's mock cluster (`flowlake broker`)".to_owned(),
-            BrokerChoice::Tansu => format!("Tansu {} (memory storage)", tansu_version()),
-        },
+        tansu_version(),
         options.rounds,
     );
     println!();

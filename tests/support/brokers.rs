@@ -174,11 +174,6 @@ impl MockBroker {
         }
     }
 
-    /// The broker process's id (its CPU is measured from `/proc/<pid>/stat`).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Creates `topics` as `(name, partitions)` through the control port (the mock cluster
     /// does not implement CreateTopics) and waits until clients see them.
     pub fn create_topics(&self, topics: &[(&str, i32)]) {
