@@ -329,7 +329,10 @@ def health():
         [
             (timeseries("Batch latency p99 per stage",
                         per_stage("histogram_quantile(0.99, sum by (le) (rate(flowlake_{stage}_batch_seconds_bucket[$__rate_interval])))"),
-                        "s", "Time to process and acknowledge a batch."), 12, 8),
+                        "s", "Time to read, process and send a batch."), 12, 8),
+            (timeseries("Acknowledgement wait p99 per stage",
+                        per_stage("histogram_quantile(0.99, sum by (le) (rate(flowlake_{stage}_ack_wait_seconds_bucket[$__rate_interval])))"),
+                        "s", "Time a checkpoint waited for the output sent since the previous one to be acknowledged: high when the broker is slow or down."), 12, 8),
             (timeseries("Consumer errors per stage", per_stage("sum(rate(flowlake_{stage}_consumer_errors_total[$__rate_interval]))"),
                         "ops", "librdkafka errors (retried)."), 12, 8),
             (timeseries("Event-time lag (aggregate watermark)", [target("max(flowlake_aggregate_watermark_lag_seconds)", "watermark lag")], "s",

@@ -231,8 +231,8 @@ pub async fn run_stage<P: Processor>(
                 acknowledged = producer.acknowledged(&mut metrics) => acknowledged?,
                 _ = shutdown.cancelled() => break,
             }
+            metrics.ack_wait_seconds.record(started.elapsed().as_secs_f64());
             if produced {
-                metrics.ack_wait_seconds.record(started.elapsed().as_secs_f64());
                 crash_point.passed();
             }
             last_checkpoint = Instant::now();
