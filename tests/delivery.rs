@@ -44,13 +44,14 @@ fn raw_lines() -> Vec<String> {
     )
 }
 
-/// Small batches and frequent commits, so the kill lands between commits with records
-/// produced since the last one: the replay then has something to repeat.
+/// Small batches, a checkpoint after nearly every one and frequent commits, so the kill
+/// lands between commits with records produced since the last one: the replay then has
+/// something to repeat.
 fn write_config(dir: &Path) -> String {
     let path = dir.join("ingest.toml");
     std::fs::write(
         &path,
-        "[runtime]\nbatch_max_records = 25\ncommit_interval = \"300ms\"\n",
+        "[runtime]\nbatch_max_records = 25\ncheckpoint_interval = \"10ms\"\ncommit_interval = \"300ms\"\n",
     )
     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     path.display().to_string()

@@ -208,11 +208,12 @@ async fn kill_and_restart_every_stage_counts_every_flow_once() {
     );
     let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let config = work.path().join("stage.toml");
-    // Small batches and frequent checkpoints: the kills land between checkpoints, with
-    // output produced since the last one, so the replays have something to repeat.
+    // Small batches and frequent checkpoints (one after nearly every batch, also while
+    // more input is ready): the kills land between checkpoints, with output produced
+    // since the last one, so the replays have something to repeat.
     std::fs::write(
         &config,
-        "[runtime]\nbatch_max_records = 40\ncommit_interval = \"300ms\"\ntick_interval = \"200ms\"\n",
+        "[runtime]\nbatch_max_records = 40\ncheckpoint_interval = \"10ms\"\ncommit_interval = \"300ms\"\ntick_interval = \"200ms\"\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let lake = work.path().join("lake");
