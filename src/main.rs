@@ -2,7 +2,8 @@
 //! with no setup; `generate` writes synthetic raw flows to a real topic; `decode` shows what
 //! ingest would make of an agent's output file; `policy` recommends network policy from the
 //! lake and replays proposed policy over its history; `broker` serves the embedded mock
-//! Kafka cluster to other processes (crash and chaos tests).
+//! Kafka cluster to other processes (crash and chaos tests); `relay` is a no-op stage for
+//! benchmarks.
 
 mod broker;
 mod decode;
@@ -11,6 +12,7 @@ mod generate;
 mod lake_summary;
 mod observed;
 mod policy;
+mod relay;
 mod scenario;
 
 use std::process::ExitCode;
@@ -42,6 +44,10 @@ enum Command {
     /// crash and chaos tests; prints `bootstrap=…` and `control=…` (broker outages), runs
     /// until SIGTERM/SIGINT.
     Broker(broker::BrokerArgs),
+    /// A no-op stage for benchmarks: every record of --input-topic to --output-topic
+    /// unchanged, through the stages' runtime (the baseline the end-to-end bench compares
+    /// the pipeline with).
+    Relay(relay::RelayArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +55,8 @@ fn main() -> ExitCode {
     // Offline and synchronous: no async runtime, no logging of its own.
     let command = match cli.command {
         Command::Decode(args) => return decode::run(&args),
+        // A stage process: its own runtime, logging and metrics endpoint.
+        Command::Relay(args) => return relay::run(&args),
         command => command,
     };
     flowlake_runtime::telemetry::init_logging(&flowlake_runtime::config::LogSettings {
@@ -78,6 +86,9 @@ fn main() -> ExitCode {
             )),
             Command::Policy(args) => Err(anyhow::anyhow!(
                 "policy returns its own exit code: {args:?}"
+            )),
+            Command::Relay(args) => Err(anyhow::anyhow!(
+                "relay runs its own async runtime: {args:?}"
             )),
         }
     });
