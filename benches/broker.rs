@@ -43,7 +43,8 @@ use flowlake_ingest::{IngestProcessor, IngestSettings};
 use flowlake_runtime::config::{KafkaSettings, LogFormat, LogSettings, RuntimeSettings};
 use flowlake_runtime::http::Readiness;
 use flowlake_runtime::{
-    Input, Outputs, Processor, ProcessorError, Rejection, StageSpec, TopicPartition, run_stage,
+    Input, Outputs, Processor, ProcessorError, Rejection, RelayProcessor, StageSpec,
+    TopicPartition, run_stage,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::oneshot;
@@ -537,24 +538,6 @@ fn enrich_processor(output_topic: &str) -> anyhow::Result<EnrichProcessor> {
         .map_err(|(name, e)| anyhow::anyhow!("network set {name}: {e}"))?;
     Ok(EnrichProcessor::new(enricher, output_topic)?
         .with_max_updates_per_flush(settings.max_updates_per_flush))
-}
-
-/// The baseline: every input record goes to the output topic unchanged, key included. The
-/// runtime's work (consume, origin headers, produce, acknowledgements, offsets) is the same
-/// as for a stage; only the processing is missing.
-struct RelayProcessor {
-    output_topic: String,
-}
-
-impl Processor for RelayProcessor {
-    fn process(&mut self, input: &Input<'_>, out: &mut Outputs) -> Result<(), Rejection> {
-        out.send(
-            &self.output_topic,
-            input.key.map(<[u8]>::to_vec),
-            input.payload.unwrap_or_default().to_vec(),
-        );
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

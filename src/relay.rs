@@ -12,7 +12,7 @@ use flowlake_runtime::config::{
     self, CommonArgs, ConfigError, HttpSettings, KafkaSettings, LogSettings, RuntimeSettings,
     TopicArgs, TopicSettings, Topics,
 };
-use flowlake_runtime::{Input, Outputs, Processor, Rejection, StageSpec};
+use flowlake_runtime::{RelayProcessor, StageSpec};
 use serde::Deserialize;
 
 const BINARY: &str = "flowlake relay";
@@ -64,20 +64,4 @@ pub fn run(args: &RelayArgs) -> ExitCode {
             output_topic: topics.output,
         })
     })
-}
-
-/// Every input record to `output_topic`, unchanged.
-struct RelayProcessor {
-    output_topic: String,
-}
-
-impl Processor for RelayProcessor {
-    fn process(&mut self, input: &Input<'_>, out: &mut Outputs) -> Result<(), Rejection> {
-        out.send(
-            &self.output_topic,
-            input.key.map(<[u8]>::to_vec),
-            input.payload.unwrap_or_default().to_vec(),
-        );
-        Ok(())
-    }
 }

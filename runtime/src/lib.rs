@@ -25,7 +25,8 @@ pub mod telemetry;
 
 pub use config::ConfigError;
 pub use processor::{
-    Input, Origin, OutputRecord, Outputs, Processor, ProcessorError, Rejection, TopicPartition,
+    Input, Origin, OutputRecord, Outputs, Processor, ProcessorError, Rejection, RelayProcessor,
+    TopicPartition,
 };
 pub use runner::{RuntimeError, StageSpec, run_stage};
 

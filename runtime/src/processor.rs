@@ -361,3 +361,23 @@ pub trait Processor: Send {
         false
     }
 }
+/// The no-op stage: every input record to `output_topic` unchanged, key included. The
+/// runtime's work (consume, origin headers, produce, acknowledgements, checkpoints,
+/// offsets) is the same as for a stage; only the processing is missing — the baseline the
+/// benchmarks compare stages with (`flowlake relay`, `benches/broker.rs`).
+#[derive(Debug)]
+pub struct RelayProcessor {
+    /// Where every record goes.
+    pub output_topic: String,
+}
+
+impl Processor for RelayProcessor {
+    fn process(&mut self, input: &Input<'_>, out: &mut Outputs) -> Result<(), Rejection> {
+        out.send(
+            &self.output_topic,
+            input.key.map(<[u8]>::to_vec),
+            input.payload.unwrap_or_default().to_vec(),
+        );
+        Ok(())
+    }
+}

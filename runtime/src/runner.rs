@@ -226,12 +226,12 @@ pub async fn run_stage<P: Processor>(
             // does not answer this waits (backpressure); a shutdown meanwhile goes on to
             // the drain, which waits again up to its deadline.
             let produced = producer.has_unacknowledged();
-            let started = Instant::now();
+            let waiting = Instant::now();
             tokio::select! {
                 acknowledged = producer.acknowledged(&mut metrics) => acknowledged?,
                 _ = shutdown.cancelled() => break,
             }
-            metrics.ack_wait_seconds.record(started.elapsed().as_secs_f64());
+            metrics.ack_wait_seconds.record(waiting.elapsed().as_secs_f64());
             if produced {
                 crash_point.passed();
             }
@@ -315,8 +315,8 @@ pub const CRASH_BEFORE_CHECKPOINT_ENV: &str = "FLOWLAKE_CRASH_BEFORE_CHECKPOINT"
 
 /// Fault injection for crash tests: with `FLOWLAKE_CRASH_BEFORE_CHECKPOINT=N`, the process
 /// aborts — no drain, no commit, like `kill -9` — right after the N-th checkpoint that had
-/// output to wait for saw it acknowledged, and before the checkpoint is written: the one moment where a
-/// crash leaves output downstream that the checkpoint does not cover, which a SIGKILL from
+/// output to wait for saw it acknowledged, and before the checkpoint is written: the one
+/// moment where a crash leaves output downstream that the checkpoint does not cover, which a SIGKILL from
 /// outside hits only by luck. Unset (always, in production), it costs one branch a batch.
 struct CrashPoint {
     remaining: Option<u64>,
