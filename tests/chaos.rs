@@ -10,8 +10,6 @@
 
 mod support;
 
-use std::process::Command;
-
 #[test]
 fn chaos_oracle_counts_every_flow_exactly_once() {
     let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_flowlake"))
@@ -19,22 +17,17 @@ fn chaos_oracle_counts_every_flow_exactly_once() {
         .unwrap_or_else(|| panic!("no directory above the flowlake binary"))
         .to_path_buf();
     let seeds = std::env::var("FLOWLAKE_CHAOS_SEEDS").unwrap_or_else(|_| "1".to_owned());
-    let output = Command::new("bash")
-        .arg(support::repo_root().join("scripts/chaos.sh"))
-        .args(["--seeds", &seeds, "--flows", "3000"])
-        // The full fault list in a shorter window: S3 frozen 60 s inside 75 s of feed.
-        .args(["--fault-window", "75", "--s3-freeze", "60"])
-        .arg("--bin-dir")
-        .arg(&bin_dir)
-        .env("FLOWLAKE_PYTHON", support::python())
-        .output()
-        .unwrap_or_else(|e| panic!("run scripts/chaos.sh: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the chaos oracle found a seed that is not exact ({}):\n{stdout}\n--- stderr ---\n{stderr}",
-        output.status
+    let mut args: Vec<std::ffi::OsString> = ["--seeds", &seeds, "--flows", "3000"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    // The full fault list in a shorter window: S3 frozen 60 s inside 75 s of feed.
+    args.extend(["--fault-window", "75", "--s3-freeze", "60", "--bin-dir"].map(Into::into));
+    args.push(bin_dir.into_os_string());
+    let (stdout, _) = support::run_script(
+        "chaos.sh",
+        args,
+        "the chaos oracle found a seed that is not exact",
     );
     assert!(
         stdout.contains("EXACT") && !stdout.contains("NOT EXACT"),

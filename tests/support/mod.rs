@@ -176,6 +176,30 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> O
     }
 }
 
+/// Runs `scripts/<script>` under bash with `args`, the test venv's python and Tansu, and
+/// returns its (stdout, stderr); panics with both, after `failure`, when it exits non-zero.
+pub fn run_script<I, S>(script: &str, args: I, failure: &str) -> (String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let output = Command::new("bash")
+        .arg(repo_root().join("scripts").join(script))
+        .args(args)
+        .env("FLOWLAKE_PYTHON", python())
+        .env("FLOWLAKE_TANSU_BIN", tansu_bin())
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{failure} ({}):\n{stdout}\n--- stderr ---\n{stderr}",
+        output.status
+    );
+    (stdout, stderr)
+}
+
 /// The last `lines` lines of a log file, for failure messages.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
