@@ -9,10 +9,7 @@ mod support;
 
 #[test]
 fn end_to_end_bench_runs_and_its_lake_is_exact() {
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_flowlake"))
-        .parent()
-        .unwrap_or_else(|| panic!("no directory above the flowlake binary"))
-        .to_path_buf();
+    let bin_dir = support::bin_dir();
     let workdir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
     let mut args: Vec<std::ffi::OsString> = [
         "--flows",

@@ -12,10 +12,7 @@ mod support;
 
 #[test]
 fn chaos_oracle_counts_every_flow_exactly_once() {
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_flowlake"))
-        .parent()
-        .unwrap_or_else(|| panic!("no directory above the flowlake binary"))
-        .to_path_buf();
+    let bin_dir = support::bin_dir();
     let seeds = std::env::var("FLOWLAKE_CHAOS_SEEDS").unwrap_or_else(|_| "1".to_owned());
     let mut args: Vec<std::ffi::OsString> = ["--seeds", &seeds, "--flows", "3000"]
         .iter()

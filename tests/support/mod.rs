@@ -176,6 +176,15 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> O
     }
 }
 
+/// The directory of this build's binaries (`flowlake` and the four stages), for scripts
+/// that take `--bin-dir`.
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_flowlake"))
+        .parent()
+        .unwrap_or_else(|| panic!("no directory above the flowlake binary"))
+        .to_path_buf()
+}
+
 /// Runs `scripts/<script>` under bash with `args`, the test venv's python and Tansu, and
 /// returns its (stdout, stderr); panics with both, after `failure`, when it exits non-zero.
 pub fn run_script<I, S>(script: &str, args: I, failure: &str) -> (String, String)
