@@ -40,6 +40,12 @@ fn error<T>(field: &'static str, problem: &'static str) -> Result<T, ReadError> 
     Err(ReadError { field, problem })
 }
 
+/// A varint's value as the `long` it encodes (zig-zag).
+#[inline]
+fn zigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
 /// Appends Avro binary values to a buffer.
 pub mod write {
     /// A `long` (also `int` and timestamps): zig-zag, then base-128 varint.
@@ -150,6 +156,19 @@ impl<'a> Reader<'a> {
     /// A `long` (also `int`, enum indexes, lengths and timestamps).
     #[inline]
     pub fn long(&mut self, field: &'static str) -> Result<i64, ReadError> {
+        // Most numbers of a record fit one byte (string lengths, union branches, enum
+        // indexes, block counts): read those without the loop.
+        if let Some((&byte, rest)) = self.rest.split_first()
+            && byte < 0x80
+        {
+            self.rest = rest;
+            return Ok(zigzag(u64::from(byte)));
+        }
+        self.long_of_several_bytes(field)
+    }
+
+    /// [`Self::long`] for a number of more than one byte (or none left).
+    fn long_of_several_bytes(&mut self, field: &'static str) -> Result<i64, ReadError> {
         let mut value: u64 = 0;
         let mut shift = 0u32;
         loop {
@@ -166,7 +185,7 @@ impl<'a> Reader<'a> {
             }
             shift += 7;
         }
-        Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
+        Ok(zigzag(value))
     }
 
     /// An `int`: a `long` that must fit 32 bits.
