@@ -561,6 +561,28 @@ mod tests {
         }
     }
 
+    /// The one-byte fast path and the loop agree at their border, and an empty message is
+    /// an error either way.
+    #[test]
+    fn one_byte_numbers_read_as_the_loop_reads_them() {
+        for byte in 0u8..0x80 {
+            let value = i64::from(byte >> 1) ^ -i64::from(byte & 1);
+            assert_eq!(read_back::<i64>(&[byte]), Ok(value), "{byte:#x}");
+            assert_eq!(ours(&value), [byte], "{value}");
+        }
+        // 0x80 starts a longer number: 0x80 0x00 is a (non-minimal) zero, 0x80 alone ends early.
+        assert_eq!(read_back::<i64>(&[0x80, 0x00]), Ok(0));
+        for bytes in [&[][..], &[0x80]] {
+            assert_eq!(
+                read_back::<i64>(bytes),
+                Err(ReadError {
+                    field: "test",
+                    problem: "message ends inside a number"
+                })
+            );
+        }
+    }
+
     #[test]
     fn bad_data_names_the_field() {
         // A varint that never ends.
