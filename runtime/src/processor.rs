@@ -364,7 +364,7 @@ pub trait Processor: Send {
 /// The no-op stage: every input record to `output_topic` unchanged, key included. The
 /// runtime's work (consume, origin headers, produce, acknowledgements, checkpoints,
 /// offsets) is the same as for a stage; only the processing is missing — the baseline the
-/// benchmarks compare stages with (`flowlake relay`, `benches/broker.rs`).
+/// benchmarks compare stages with (`flowlake relay`, `benches/broker/`).
 #[derive(Debug)]
 pub struct RelayProcessor {
     /// Where every record goes.

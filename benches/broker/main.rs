@@ -28,13 +28,15 @@
 //! fetch.wait.max.ms=500`; librdkafka's debug lines show with
 //! `RUST_LOG=warn,flowlake_runtime::kafka=debug,librdkafka=debug`).
 
-#[path = "../tests/support/mod.rs"]
+mod measure;
+mod report;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail, ensure};
@@ -42,13 +44,13 @@ use flowlake_enrich::{EnrichProcessor, EnrichSettings, Enricher, IdentityTable, 
 use flowlake_ingest::{IngestProcessor, IngestSettings};
 use flowlake_runtime::config::{KafkaSettings, LogFormat, LogSettings, RuntimeSettings};
 use flowlake_runtime::http::Readiness;
-use flowlake_runtime::{
-    Input, Outputs, Processor, ProcessorError, Rejection, RelayProcessor, StageSpec,
-    TopicPartition, run_stage,
-};
+use flowlake_runtime::{Input, Outputs, Processor, RelayProcessor, StageSpec, run_stage};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+
+use crate::measure::{Measured, Progress, RunResult};
+use crate::report::print_report;
 
 /// Records per input topic and per run: large enough that a run lasts several seconds.
 const DEFAULT_RECORDS: usize = 200_000;
@@ -538,295 +540,4 @@ fn enrich_processor(output_topic: &str) -> anyhow::Result<EnrichProcessor> {
         .map_err(|(name, e)| anyhow::anyhow!("network set {name}: {e}"))?;
     Ok(EnrichProcessor::new(enricher, output_topic)?
         .with_max_updates_per_flush(settings.max_updates_per_flush))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Measuring
-// ---------------------------------------------------------------------------------------------
-
-/// Counters the benchmark reads while a run goes on.
-#[derive(Default)]
-struct Progress {
-    processed: AtomicU64,
-    outputs: AtomicU64,
-    rejected: AtomicU64,
-}
-
-/// Wall clock and CPU times at one moment.
-#[derive(Clone, Copy)]
-struct Sample {
-    at: Instant,
-    process_cpu: Duration,
-    broker_cpu: Duration,
-}
-
-impl Sample {
-    fn take(broker_pid: u32) -> std::io::Result<Sample> {
-        Ok(Sample {
-            at: Instant::now(),
-            process_cpu: cpu_time(Path::new("/proc/self/stat"))?,
-            broker_cpu: cpu_time(&Path::new("/proc").join(broker_pid.to_string()).join("stat"))?,
-        })
-    }
-}
-
-/// From the first record processed to the point where all its output was acknowledged.
-struct Window {
-    start: Sample,
-    end: Sample,
-}
-
-/// User + system CPU time of the process whose `stat` file is `path` (all its threads).
-fn cpu_time(path: &Path) -> std::io::Result<Duration> {
-    let stat = std::fs::read_to_string(path)?;
-    let invalid = || std::io::Error::new(std::io::ErrorKind::InvalidData, "unexpected stat line");
-    // The command name (field 2) is in parentheses and may hold spaces: split after it.
-    // utime and stime are fields 14 and 15, so the 12th and 13th after the name.
-    let after_name = stat.rsplit_once(')').ok_or_else(invalid)?.1;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|f| f.parse::<u64>().ok())
-            .ok_or_else(invalid)
-    };
-    let (user, system) = (ticks(11)?, ticks(12)?);
-    Ok(Duration::from_millis((user + system) * 1000 / USER_HZ))
-}
-
-/// Wraps a stage's processor: counts records and outputs, samples the clocks at the first
-/// record, and cancels `shutdown` at the N-th. `run_stage` still finishes that batch and
-/// sends its outputs before it sees the cancellation; its drain calls `on_shutdown`, waits
-/// for every acknowledgement, checkpoints and calls `on_shutdown` again: the end of the
-/// window is sampled at that second call, when all output is durable.
-struct Measured<P> {
-    inner: P,
-    expected: u64,
-    processed: u64,
-    first: Option<std::io::Result<Sample>>,
-    window: Option<oneshot::Sender<std::io::Result<Window>>>,
-    progress: Arc<Progress>,
-    shutdown: CancellationToken,
-    broker_pid: u32,
-    /// `on_shutdown` calls so far.
-    shutdown_calls: u32,
-}
-
-impl<P: Processor> Processor for Measured<P> {
-    fn process(&mut self, input: &Input<'_>, out: &mut Outputs) -> Result<(), Rejection> {
-        if self.first.is_none() {
-            self.first = Some(Sample::take(self.broker_pid));
-        }
-        let before = out.len();
-        let result = self.inner.process(input, out);
-        self.processed += 1;
-        self.progress
-            .processed
-            .store(self.processed, Ordering::Relaxed);
-        self.progress
-            .outputs
-            .fetch_add((out.len() - before) as u64, Ordering::Relaxed);
-        if result.is_err() {
-            self.progress.rejected.fetch_add(1, Ordering::Relaxed);
-        }
-        if self.processed == self.expected {
-            self.shutdown.cancel();
-        }
-        result
-    }
-
-    fn flush_due(
-        &mut self,
-        now: SystemTime,
-        out: &mut Outputs,
-    ) -> impl Future<Output = Result<(), ProcessorError>> + Send {
-        self.inner.flush_due(now, out)
-    }
-
-    fn on_shutdown(
-        &mut self,
-        out: &mut Outputs,
-    ) -> impl Future<Output = Result<(), ProcessorError>> + Send {
-        self.shutdown_calls += 1;
-        if self.processed == self.expected
-            && self.shutdown_calls == 2
-            && let Some(sender) = self.window.take()
-        {
-            let window = self
-                .first
-                .take()
-                .unwrap_or_else(|| Err(std::io::Error::other("no record was processed")))
-                .and_then(|start| {
-                    Ok(Window {
-                        start,
-                        end: Sample::take(self.broker_pid)?,
-                    })
-                });
-            // The receiver is gone only when the benchmark already gave up on this run.
-            let _ = sender.send(window);
-        }
-        self.inner.on_shutdown(out)
-    }
-
-    fn held_from(&self, partition: &TopicPartition) -> Option<i64> {
-        self.inner.held_from(partition)
-    }
-
-    fn on_revoked(&mut self, partitions: &[TopicPartition]) {
-        self.inner.on_revoked(partitions);
-    }
-
-    fn awaits_checkpoint(&self) -> bool {
-        self.inner.awaits_checkpoint()
-    }
-}
-
-/// One measured run.
-struct RunResult {
-    kind: RunKind,
-    round: usize,
-    records: u64,
-    wall: Duration,
-    cpu: Duration,
-    broker_cpu: Duration,
-}
-
-impl RunResult {
-    fn records_per_second(&self) -> f64 {
-        self.records as f64 / self.wall.as_secs_f64()
-    }
-
-    fn cpu_micros_per_record(&self) -> f64 {
-        self.cpu.as_secs_f64() * 1e6 / self.records as f64
-    }
-
-    fn broker_cpu_micros_per_record(&self) -> f64 {
-        self.broker_cpu.as_secs_f64() * 1e6 / self.records as f64
-    }
-
-    /// Cores this process kept busy on average.
-    fn process_cores(&self) -> f64 {
-        self.cpu.as_secs_f64() / self.wall.as_secs_f64()
-    }
-
-    /// Cores the broker kept busy on average.
-    fn broker_cores(&self) -> f64 {
-        self.broker_cpu.as_secs_f64() / self.wall.as_secs_f64()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Report
-// ---------------------------------------------------------------------------------------------
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
-/// The Markdown table for BENCHMARKS.md, with the machine and the command.
-fn print_report(options: &Options, results: &[RunResult], workloads: &Workloads) {
-    let of =
-        |kind: RunKind| -> Vec<&RunResult> { results.iter().filter(|r| r.kind == kind).collect() };
-    let stat = |kind: RunKind, value: fn(&RunResult) -> f64| -> f64 {
-        median(of(kind).into_iter().map(value).collect())
-    };
-    // Ratios within a round, then their median: drift between rounds cancels out.
-    let ratio = |kind: RunKind, value: fn(&RunResult) -> f64| -> Option<f64> {
-        let baseline = kind.baseline()?;
-        let ratios = of(kind)
-            .into_iter()
-            .filter_map(|run| {
-                let base = results
-                    .iter()
-                    .find(|r| r.kind == baseline && r.round == run.round)?;
-                Some(value(run) / value(base))
-            })
-            .collect();
-        Some(median(ratios))
-    };
-
-    println!();
-    println!(
-        "Machine: {} cores (`nproc`), `lscpu` model name \"{}\". Command: `{}`.",
-        std::thread::available_parallelism().map_or(0, usize::from),
-        cpu_model(),
-        options.command()
-    );
-    println!(
-        "{} records per run ({} distinct Hubble lines, avg {} bytes; their FlowEvents, avg {} bytes), \
-         {} partition(s), default RuntimeSettings, Tansu {} (memory storage) on 127.0.0.1; \
-         medians of {} rounds.",
-        options.records,
-        workloads.hubble.len(),
-        average_len(&workloads.hubble),
-        average_len(&workloads.events),
-        options.partitions,
-        tansu_version(),
-        options.rounds,
-    );
-    println!();
-    println!(
-        "| run | input | records/s | CPU µs/record | process cores | broker CPU µs/record | broker cores | records/s vs relay | CPU/record vs relay |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for kind in [
-        RunKind::RelayHubble,
-        RunKind::Ingest,
-        RunKind::RelayEvents,
-        RunKind::Enrich,
-    ] {
-        let input = match kind.input_topic() {
-            "bench.hubble" => "Hubble JSON",
-            _ => "FlowEvent Avro",
-        };
-        let throughput_ratio = ratio(kind, RunResult::records_per_second)
-            .map_or("—".to_owned(), |r| format!("{r:.2}"));
-        let cpu_ratio = ratio(kind, RunResult::cpu_micros_per_record)
-            .map_or("—".to_owned(), |r| format!("{r:.2}"));
-        println!(
-            "| {} | {input} | {:.1} k | {:.2} | {:.2} | {:.2} | {:.2} | {throughput_ratio} | {cpu_ratio} |",
-            kind.label(),
-            stat(kind, RunResult::records_per_second) / 1e3,
-            stat(kind, RunResult::cpu_micros_per_record),
-            stat(kind, RunResult::process_cores),
-            stat(kind, RunResult::broker_cpu_micros_per_record),
-            stat(kind, RunResult::broker_cores),
-        );
-    }
-}
-
-/// `lscpu`'s "Model name", or "unknown".
-fn cpu_model() -> String {
-    std::process::Command::new("lscpu")
-        .output()
-        .ok()
-        .and_then(|output| {
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .find_map(|line| {
-                    line.strip_prefix("Model name:")
-                        .map(|m| m.trim().to_owned())
-                })
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-/// `tansu --version`'s number, or "?".
-fn tansu_version() -> String {
-    std::process::Command::new(support::tansu_bin())
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|output| {
-            String::from_utf8_lossy(&output.stdout)
-                .split_whitespace()
-                .nth(1)
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "?".to_owned())
 }
