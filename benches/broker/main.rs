@@ -62,9 +62,6 @@ const DEFAULT_PARTITIONS: i32 = 1;
 const CLUSTER_ID: &str = "bench";
 /// Where dead letters would go; none are expected (only accepted lines are preloaded).
 const DLQ_TOPIC: &str = "bench.dlq";
-/// `/proc/*/stat` counts CPU time in USER_HZ ticks, which Linux fixes at 100 for user space
-/// (reading `sysconf(_SC_CLK_TCK)` would need `unsafe`, which the workspace forbids).
-const USER_HZ: u64 = 100;
 /// The consumer's `fetch.wait.max.ms` (librdkafka's default is 500). Tansu 0.6 sleeps after
 /// every fetch pass, also one that found data — half of the remaining wait when 250 ms or
 /// more remain, otherwise all of it — and caps a response at 5 MB. With the default that is

@@ -11,7 +11,11 @@ use flowlake_runtime::{Input, Outputs, Processor, ProcessorError, Rejection, Top
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::{RunKind, USER_HZ};
+use crate::RunKind;
+
+/// `/proc/*/stat` counts CPU time in USER_HZ ticks, which Linux fixes at 100 for user space
+/// (reading `sysconf(_SC_CLK_TCK)` would need `unsafe`, which the workspace forbids).
+const USER_HZ: u64 = 100;
 
 /// Counters the benchmark reads while a run goes on.
 #[derive(Default)]
